@@ -1,15 +1,38 @@
 """Finite groups as Cayley tables (pure numpy), with the metadata the scaling laws need.
 
-A group spec is a string: ``"23"`` is Z_23, ``"2x3x4"`` is Z_2 x Z_3 x Z_4. Product elements are
-flattened in mixed radix with the first factor least significant, as in the paper's code.
+A group spec is a string (spaces are ignored, family words are case-insensitive):
+
+- ``"23"``: the cyclic group Z_23; ``"2x3x4"``: Z_2 x Z_3 x Z_4. Product elements are flattened in
+  mixed radix with the first factor least significant, as in the paper's code.
+- ``"mulP"`` (P prime), e.g. ``"mul23"``: multiplication mod P on Z_P^*, cyclic of order P-1;
+  residue r is element r-1.
+- ``"dihedralN"``, e.g. ``"dihedral14"``: the dihedral group of ORDER N (symmetries of the
+  N/2-gon; N even, >= 6). The number is always the order, never the polygon's size.
+- ``"dicyclicN"``, e.g. ``"dicyclic12"``: the dicyclic group of order N (N divisible by 4, >= 8;
+  the generalised quaternion group when N is a power of 2, ``"dicyclic8"`` = Q_8).
+- ``"semidirect:M:K:R"``, e.g. ``"semidirect:7:3:2"``: Z_M ⋊ Z_K = <x, y | x^M = y^K = 1,
+  y x y^-1 = x^R>, order M·K, with R^K ≡ 1 and R ≢ 1 (mod M). Its largest irrep degree is the
+  multiplicative order of R mod M.
+- ``"SN"`` / ``"AN"``, e.g. ``"S4"``, ``"A5"``: symmetric / alternating group on N points.
+- ``"expr:EXPR mod M"``, e.g. ``"expr:x**2+x*y+y**2 mod 23"``: the table (x, y) -> EXPR mod M. This
+  is not a group: ``is_group`` is False, ``irrep_degrees`` is () and ``max_irrep_degree`` is 0,
+  ``abelian`` means commutative. EXPR may use x, y, integer constants, +, -, *, parentheses and
+  ** with a constant exponent 0..16; it is parsed with ``ast``, never evaluated as Python.
+
+Outside the cyclic families, elements are numbered by the constructions below and the dataset
+enumerates them in index order. Every group table is checked (``check_group``) when it is built,
+and its irrep degrees are computed from the table itself (``irrep_degrees``).
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
+import math
+import operator
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -29,17 +52,51 @@ class Group:
     enumeration: np.ndarray  # (order,) int32
     abelian: bool
     irrep_degrees: tuple[int, ...]  # complex irreducible representations, with multiplicity 1 each
+    is_group: bool = True  # False for "expr:" tables, which have no irreps
 
     @property
     def max_irrep_degree(self) -> int:
-        return max(self.irrep_degrees)
+        """Largest irrep degree; 0 for a table that is not a group."""
+        return max(self.irrep_degrees, default=0)
 
 
 _PRODUCT = re.compile(r"^\d+(x\d+)*$")
 
+MAX_ORDER = 2048  # cap for the non-cyclic families: tables are order², datasets order² rows
+FULL_ASSOCIATIVITY_MAX_ORDER = 128  # order³ ≤ 2M triples: cheap enough to check every one
+MAX_EXPONENT = 16
+MAX_EXPRESSION_CHARS = 256
+
+# (syntax, description, example): the accepted spec forms, for error messages and `grokjax list`.
+GROUP_FAMILIES: list[tuple[str, str, str]] = [
+    ("N", "cyclic group Z_N (addition mod N), N >= 2", "23"),
+    ("N1xN2x...", "product of cyclic groups Z_N1 x Z_N2 x ...", "2x3x4"),
+    ("mulP", "multiplication mod prime P: cyclic of order P-1, residue r is element r-1", "mul23"),
+    ("dihedralN", f"dihedral group of order N (N even, 6 <= N <= {MAX_ORDER})", "dihedral14"),
+    ("dicyclicN", f"dicyclic group of order N (4 | N, 8 <= N <= {MAX_ORDER}); dicyclic8 = Q_8",
+     "dicyclic12"),
+    ("semidirect:M:K:R", "Z_M ⋊ Z_K with y x y^-1 = x^R, R^K = 1 and R != 1 (mod M)",
+     "semidirect:7:3:2"),
+    ("SN", "symmetric group on N points, 3 <= N <= 6", "S4"),
+    ("AN", "alternating group on N points, 3 <= N <= 6", "A5"),
+    ("expr:EXPR mod M", "table x, y -> EXPR mod M, not a group; EXPR uses x, y, integers, "
+     f"+ - * ( ) and ** with a constant exponent <= {MAX_EXPONENT}", "expr:x**2+x*y+y**2 mod 23"),
+]
+
+_ACCEPTED_FORMS = "accepted forms:\n" + "\n".join(
+    f"  {syntax:<18} {description} (e.g. {example!r})" for syntax, description, example in
+    GROUP_FAMILIES
+)
+
+
+def _spec_error(spec: str, problem: str) -> GroupError:
+    return GroupError(f"group {spec!r}: {problem}; {_ACCEPTED_FORMS}")
+
 
 def cyclic_product(orders: tuple[int, ...], spec: str) -> Group:
-    """Z_{o0} x Z_{o1} x ...; flat index c0 + c1·o0 + c2·o0·o1 + ... (component 0 least significant)."""
+    """Z_{o0} x Z_{o1} x ...; flat index c0 + c1·o0 + c2·o0·o1 + ...
+
+    (component 0 least significant)."""
     order = int(np.prod(orders))
     radix = np.cumprod((1,) + orders[:-1])
     components = (np.arange(order)[:, None] // radix) % np.asarray(orders)  # (order, factors)
@@ -52,16 +109,334 @@ def cyclic_product(orders: tuple[int, ...], spec: str) -> Group:
     return Group(spec, name, order, table, enumeration, True, (1,) * order)
 
 
+# ---------------------------------------------------------------------------------------------
+# Checking a table and reading its structure
+
+
+def identity_of(table: np.ndarray) -> int | None:
+    """Index e with e·a = a·e = a for every a, or None."""
+    elements = np.arange(len(table))
+    found = np.flatnonzero((table == elements).all(axis=1) & (table.T == elements).all(axis=1))
+    return int(found[0]) if len(found) else None
+
+
+def inverses(table: np.ndarray, identity: int) -> np.ndarray:
+    """inv[a] with a·inv[a] = e (the first such column; in a group it is unique and two-sided)."""
+    return np.argmax(table == identity, axis=1)
+
+
+def _light_generators(table: np.ndarray, identity: int) -> list[int] | None:
+    """Greedy generators whose left-normed products ((g1·g2)·g3)··· reach every element.
+
+    In a group each new generator at least doubles the subgroup reached, so more than log2(order)
+    generators means the table is not a group: return None.
+    """
+    order = len(table)
+    reached = np.zeros(order, dtype=bool)
+    reached[identity] = True  # e satisfies Light's test by the identity law; it needs no word
+    generators: list[int] = []
+    while not reached.all():
+        if len(generators) >= max(1, math.floor(math.log2(order))):
+            return None
+        generators.append(int(np.argmin(reached)))
+        reached[generators[-1]] = True
+        frontier = np.flatnonzero(reached)  # old words times the new generator are new words
+        while len(frontier):
+            products = np.unique(table[np.ix_(frontier, generators)])
+            frontier = products[~reached[products]]
+            reached[frontier] = True
+    return generators
+
+
+def _associative(table: np.ndarray, identity: int) -> bool:
+    """(a·b)·c == a·(b·c) for all a, b, c: every triple up to FULL_ASSOCIATIVITY_MAX_ORDER, else
+    Light's test, which needs b only over a generating set (the b that pass form a submagma)."""
+    order = len(table)
+    if order <= FULL_ASSOCIATIVITY_MAX_ORDER:
+        return bool(np.array_equal(table[table], table[np.arange(order)[:, None, None], table]))
+    generators = _light_generators(table, identity)
+    return generators is not None and all(
+        np.array_equal(table[table[:, g]], table[:, table[g]]) for g in generators
+    )
+
+
+def check_group(table: np.ndarray) -> None:
+    """Raise GroupError unless ``table`` is the Cayley table of a group on 0..order-1."""
+    table = np.asarray(table)
+    order = len(table)
+    if table.ndim != 2 or table.shape != (order, order) or order == 0:
+        raise GroupError(f"a Cayley table must be square and non-empty, got shape {table.shape}")
+    if not np.issubdtype(table.dtype, np.integer) or table.min() < 0 or table.max() >= order:
+        raise GroupError(f"table entries must be integers in 0..{order - 1} (closure)")
+    identity = identity_of(table)
+    if identity is None:
+        raise GroupError("table has no identity element")
+    inv = inverses(table, identity)
+    elements = np.arange(order)
+    if not ((table[elements, inv] == identity) & (table[inv, elements] == identity)).all():
+        raise GroupError("some element has no two-sided inverse")
+    if not _associative(table, identity):
+        raise GroupError("table is not associative")
+
+
+def conjugacy_classes(table: np.ndarray) -> np.ndarray:
+    """Class label of each element, labels 0..k-1 numbered by each class's smallest element."""
+    identity = identity_of(table)
+    conjugates = table[table, inverses(table, identity)[:, None]]  # [x, g] = x·g·x^-1
+    _, labels = np.unique(conjugates.min(axis=0), return_inverse=True)
+    return labels.reshape(-1)
+
+
+def _degrees_from_class_algebra(table: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Dixon's method: the central characters ω_i = |C_i| χ(g_i)/χ(1) are the common eigenvectors
+    of the class-multiplication matrices (M_i)_{jl} = #{x ∈ C_i, y ∈ C_j : x·y = z_l}; one random
+    combination Σ c_i M_i separates them. Then χ(1)² = |G| / Σ_i |ω_i|²/|C_i|."""
+    order = len(table)
+    sizes = np.bincount(labels)
+    num_classes = len(sizes)
+    reps = np.unique(labels, return_index=True)[1]  # one element z_l of each class
+    identity = identity_of(table)
+    weights = np.random.default_rng(seed).standard_normal(num_classes)
+    # For z_l and every x, y = x^-1·z_l is the unique partner with x·y = z_l.
+    partners = labels[table[inverses(table, identity)[:, None], reps[None, :]]]  # (order, k)
+    combination = np.zeros((num_classes, num_classes))
+    np.add.at(
+        combination,
+        (partners, np.broadcast_to(np.arange(num_classes), partners.shape)),
+        np.broadcast_to(weights[labels][:, None], partners.shape),
+    )
+    _, vectors = np.linalg.eig(combination)
+    omegas = vectors / vectors[labels[identity]]  # ω(identity class) = 1
+    return np.sqrt(order / ((np.abs(omegas) ** 2) / sizes[:, None]).sum(axis=0))
+
+
+def irrep_degrees(table: np.ndarray, attempts: int = 4) -> tuple[int, ...]:
+    """Degrees of the complex irreps of the group with this (checked) table, sorted ascending."""
+    order = len(table)
+    if np.array_equal(table, table.T):
+        return (1,) * order
+    labels = conjugacy_classes(table)
+    for seed in range(attempts):  # a fresh combination if eigenvalues collided numerically
+        raw = _degrees_from_class_algebra(table, labels, seed)  # one per class by construction
+        if not np.allclose(raw, np.rint(raw), atol=1e-6):  # also rejects NaN
+            continue
+        degrees = np.rint(raw).astype(int)
+        if (degrees >= 1).all() and (degrees**2).sum() == order and (order % degrees == 0).all():
+            return tuple(sorted(int(d) for d in degrees))
+    raise GroupError(f"could not compute irrep degrees of a group of order {order} numerically")
+
+
+def group_from_table(spec: str, name: str, table: np.ndarray) -> Group:
+    """Check ``table`` and derive the metadata; elements are enumerated in index order."""
+    table = np.ascontiguousarray(table, dtype=np.int32)
+    check_group(table)
+    order = len(table)
+    abelian = bool(np.array_equal(table, table.T))
+    enumeration = np.arange(order, dtype=np.int32)
+    return Group(spec, name, order, table, enumeration, abelian, irrep_degrees(table))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables of the families
+
+
+def multiplicative_table(p: int) -> np.ndarray:
+    """Z_p^*: element i is residue i+1, so table[a, b] = ((a+1)(b+1) mod p) - 1."""
+    residues = np.arange(1, p, dtype=np.int64)
+    return (np.outer(residues, residues) % p - 1).astype(np.int32)
+
+
+def semidirect_table(m: int, k: int, r: int) -> np.ndarray:
+    """Z_m ⋊_r Z_k: element i + m·j is x^i y^j, and x^i y^j · x^u y^v = x^(i + u·r^j) y^(j+v)."""
+    index = np.arange(m * k)
+    i, j = index % m, index // m
+    twist = np.array([pow(r, e, m) for e in range(k)])[j]  # r^j for each left factor
+    x_part = (i[:, None] + i[None, :] * twist[:, None]) % m
+    y_part = (j[:, None] + j[None, :]) % k
+    return (x_part + m * y_part).astype(np.int32)
+
+
+def dicyclic_table(n: int) -> np.ndarray:
+    """Dic_n = <a, x | a^2n = 1, x^2 = a^n, x a x^-1 = a^-1>, order 4n: element i + 2n·j is a^i x^j,
+    and a^i x^j · a^u x^v = a^(i + (-1)^j u + n·j·v) x^(j+v)."""
+    index = np.arange(4 * n)
+    i, j = index % (2 * n), index // (2 * n)
+    sign = 1 - 2 * j
+    a_part = (i[:, None] + sign[:, None] * i[None, :] + n * j[:, None] * j[None, :]) % (2 * n)
+    x_part = (j[:, None] + j[None, :]) % 2
+    return (a_part + 2 * n * x_part).astype(np.int32)
+
+
+def permutation_table(perms: np.ndarray) -> np.ndarray:
+    """Cayley table of a set of permutations closed under composition, (a·b)(t) = a(b(t)).
+
+    ``perms`` (count, n) must be in lexicographic order, so their base-n codes are sorted."""
+    n = perms.shape[1]
+    place = n ** np.arange(n - 1, -1, -1)
+    composed = perms[np.arange(len(perms))[:, None, None], perms[None, :, :]]  # [a, b] = a∘b
+    return np.searchsorted(perms @ place, composed @ place).astype(np.int32)
+
+
+def symmetric_perms(n: int, even_only: bool) -> np.ndarray:
+    """All permutations of 0..n-1 in lexicographic order (identity first), or only the even ones."""
+    perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
+    if even_only:
+        inversions = sum(perms[:, a] > perms[:, b] for a, b in itertools.combinations(range(n), 2))
+        perms = perms[inversions % 2 == 0]
+    return perms
+
+
+# ---------------------------------------------------------------------------------------------
+# Expressions mod M (not groups)
+
+_BINARY_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+
+def _evaluate(node: ast.AST, x: np.ndarray, y: np.ndarray, modulus: int):
+    """Value of an allowed expression node mod ``modulus``; GroupError for anything else."""
+    if isinstance(node, ast.Name) and node.id in ("x", "y"):
+        return x if node.id == "x" else y
+    if isinstance(node, ast.Constant) and type(node.value) is int:  # not bool, float, str
+        return node.value % modulus
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_evaluate(node.operand, x, y, modulus) % modulus
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        exponent = node.right
+        if not (
+            isinstance(exponent, ast.Constant)
+            and type(exponent.value) is int
+            and 0 <= exponent.value <= MAX_EXPONENT
+        ):
+            raise GroupError(
+                f"exponent {ast.unparse(exponent)!r} must be an integer 0..{MAX_EXPONENT}"
+            )
+        base, power = _evaluate(node.left, x, y, modulus), 1
+        for _ in range(exponent.value):  # reduce each step so int64 never overflows
+            power = power * base % modulus
+        return power
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPS:
+        left = _evaluate(node.left, x, y, modulus)
+        right = _evaluate(node.right, x, y, modulus)
+        return _BINARY_OPS[type(node.op)](left, right) % modulus
+    raise GroupError(
+        f"{ast.unparse(node)!r} is not allowed: use x, y, integers, + - * ( ) and ** with a "
+        f"constant exponent 0..{MAX_EXPONENT}"
+    )
+
+
+def expression_table(expression: str, modulus: int) -> np.ndarray:
+    """table[x, y] = expression(x, y) mod modulus, from a whitelist walk of its syntax tree."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise GroupError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as err:
+        raise GroupError(f"cannot parse expression {expression!r}: {err.msg}") from None
+    elements = np.arange(modulus, dtype=np.int64)
+    values = _evaluate(tree.body, elements[:, None], elements[None, :], modulus)
+    return np.broadcast_to(values, (modulus, modulus)).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing specs
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def _multiplicative(spec: str, p: int) -> Group:
+    if not _is_prime(p) or not 3 <= p <= MAX_ORDER + 1:
+        raise _spec_error(spec, f"mulP needs a prime 3 <= P <= {MAX_ORDER + 1}, got {p}")
+    return group_from_table(spec, f"Z_{p}^* (multiplication mod {p})", multiplicative_table(p))
+
+
+def _dihedral(spec: str, order: int) -> Group:
+    if order % 2 or not 6 <= order <= MAX_ORDER:
+        raise _spec_error(spec, f"dihedralN needs an even order 6 <= N <= {MAX_ORDER}, got {order}")
+    n = order // 2
+    name = f"dihedral group of order {order} (symmetries of the {n}-gon)"
+    return group_from_table(spec, name, semidirect_table(n, 2, n - 1))
+
+
+def _dicyclic(spec: str, order: int) -> Group:
+    if order % 4 or not 8 <= order <= MAX_ORDER:
+        raise _spec_error(
+            spec, f"dicyclicN needs an order divisible by 4, 8 <= N <= {MAX_ORDER}, got {order}"
+        )
+    return group_from_table(spec, f"dicyclic group of order {order}", dicyclic_table(order // 4))
+
+
+def _semidirect(spec: str, m: int, k: int, r: int) -> Group:
+    if not (m >= 3 and k >= 2 and m * k <= MAX_ORDER and r % m != 1 and pow(r, k, m) == 1):
+        raise _spec_error(
+            spec,
+            f"semidirect:M:K:R needs M >= 3, K >= 2, M·K <= {MAX_ORDER}, "
+            f"R^K = 1 and R != 1 (mod M), got M={m}, K={k}, R={r}",
+        )
+    name = f"Z_{m} ⋊ Z_{k} (y x y^-1 = x^{r % m})"
+    return group_from_table(spec, name, semidirect_table(m, k, r % m))
+
+
+def _permutation_group(spec: str, n: int, alternating: bool) -> Group:
+    family = "AN" if alternating else "SN"
+    if not 3 <= n <= 6:
+        raise _spec_error(spec, f"{family} needs 3 <= N <= 6, got {n}")
+    letter, word = ("A", "alternating") if alternating else ("S", "symmetric")
+    table = permutation_table(symmetric_perms(n, even_only=alternating))
+    return group_from_table(spec, f"{letter}_{n} ({word} group on {n} points)", table)
+
+
+def _expression(spec: str, expression: str, modulus: int) -> Group:
+    if not 2 <= modulus <= MAX_ORDER:
+        raise _spec_error(spec, f"expr needs a modulus 2 <= M <= {MAX_ORDER}, got {modulus}")
+    try:
+        table = expression_table(expression, modulus)
+    except GroupError as err:
+        raise _spec_error(spec, str(err)) from None
+    name = f"{ast.unparse(ast.parse(expression.strip(), mode='eval'))} mod {modulus} (not a group)"
+    abelian = bool(np.array_equal(table, table.T))  # here: commutative
+    enumeration = np.arange(modulus, dtype=np.int32)
+    return Group(spec, name, modulus, table, enumeration, abelian, (), is_group=False)
+
+
+_EXPRESSION = re.compile(r"^expr:(?P<body>.+)\bmod\s*(?P<modulus>\d+)\s*$", re.DOTALL)
+_FAMILY_PATTERNS = [
+    (re.compile(r"^mul(\d+)$", re.IGNORECASE), _multiplicative),
+    (re.compile(r"^dihedral(\d+)$", re.IGNORECASE), _dihedral),
+    (re.compile(r"^dicyclic(\d+)$", re.IGNORECASE), _dicyclic),
+    (re.compile(r"^semidirect:(\d+):(\d+):(\d+)$", re.IGNORECASE), _semidirect),
+    (re.compile(r"^S(\d+)$", re.IGNORECASE), partial(_permutation_group, alternating=False)),
+    (re.compile(r"^A(\d+)$", re.IGNORECASE), partial(_permutation_group, alternating=True)),
+]
+
+
 @lru_cache(maxsize=64)
 def parse_group(spec: str) -> Group:
     """Build the group named by ``spec``; raise GroupError with the accepted forms otherwise."""
-    text = str(spec).strip().replace(" ", "")
+    raw = str(spec).strip()
+    expression = _EXPRESSION.match(raw)
+    if expression:
+        return _expression(raw, expression["body"], int(expression["modulus"]))
+    text = raw.replace(" ", "")
+    for pattern, build in _FAMILY_PATTERNS:
+        match = pattern.match(text)
+        if match:
+            return build(text, *(int(g) for g in match.groups()))
     if not _PRODUCT.match(text):
-        raise GroupError(
-            f"unknown group {spec!r}: use an order such as '23' (cyclic Z_23) or a product of "
-            "cyclic orders such as '2x3x4'"
-        )
+        raise _spec_error(spec, "unknown group")
     orders = tuple(int(o) for o in text.split("x"))
     if any(o < 2 for o in orders):
-        raise GroupError(f"group {spec!r}: every cyclic factor needs order >= 2, got {orders}")
-    return cyclic_product(orders, text)
+        raise _spec_error(spec, f"every cyclic factor needs order >= 2, got {orders}")
+    group = cyclic_product(orders, text)
+    check_group(group.table)
+    return group
+
+
+def nonabelian_dk2_groups(max_order: int = 128) -> list[str]:
+    """One non-abelian group with largest irrep degree 2 per available order <= max_order.
+
+    Irrep degrees divide |G| and a non-abelian group has an irrep of degree >= 2, so odd orders
+    have none, and groups of order < 6 are abelian; the dihedral group of order N has largest
+    degree 2 for every even N >= 6. So the dihedral groups already cover every possible order."""
+    return [f"dihedral{order}" for order in range(6, max_order + 1, 2)]

@@ -1,0 +1,43 @@
+# grokjax: `make sweep-wd` and `make test` work on a fresh machine (they create .venv first).
+# On a GPU host: `make sweep-wd SCALE=paper ACCEL=cuda`; on every worker of a TPU VM:
+# `make sweep-wd SCALE=paper ACCEL=tpu`.
+
+PYTHON ?= python3
+VENV ?= .venv
+SCALE ?= default
+ACCEL ?=
+RESULTS ?= results
+comma := ,
+EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(or $(ACCEL),cpu)
+
+.PHONY: install test lint sweep-wd sweep plan clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+# make sweep-wd [SCALE=paper]: writes results/wd (results/wd-paper at paper scale)
+sweep-wd: $(STAMP)
+	$(BIN)/grokjax sweep sweeps/wd.toml --scale $(SCALE) --results $(RESULTS)
+
+# make sweep NAME=<file in sweeps/> [SCALE=...]
+sweep: $(STAMP)
+	$(BIN)/grokjax sweep sweeps/$(NAME).toml --scale $(SCALE) --results $(RESULTS)
+
+plan: $(STAMP)
+	$(BIN)/grokjax plan sweeps/$(or $(NAME),wd).toml --scale $(SCALE)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

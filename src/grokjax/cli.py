@@ -1,0 +1,135 @@
+"""``grokjax``: run sweep files, check them, and summarise their tables.
+
+Exit codes: 0 success, 2 a bad sweep file or argument (nothing is written), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from grokjax import results, spec, sweep
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'512MB', '2GiB', '1000000' → bytes."""
+    match = _SIZE.match(text)
+    unit = (match.group(2) or "").lower().removesuffix("b") if match else None
+    if not match or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 512MB, 2GiB)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def summary_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per grid point (all seeds together): how many generalized and how fast."""
+    grouped = runs.groupby(by or (lambda _: "all"), dropna=False)
+    return grouped.agg(
+        runs=("run_id", "size"),
+        generalized=("generalized", "mean"),
+        grokked=("step_test_acc_099", "count"),
+        median_grok_step=("step_test_acc_099", "median"),
+        median_final_test_acc=("final_test_acc", "median"),
+        diverged=("diverged", "sum"),
+    )
+
+
+def grid_axes(sweep_spec: spec.SweepSpec) -> list[str]:
+    return [key for key in sweep_spec.grid if key != "seed"]
+
+
+def print_summary(out_dir: Path, by: list[str]) -> None:
+    runs = results.read_runs(out_dir)
+    print(f"\n{len(runs)} runs in {out_dir}  (pandas.read_parquet({str(out_dir)!r}))")
+    print("generalized = final test accuracy >= "
+          f"{results.GENERALIZED_TEST_ACC}; grok step = first step with test accuracy >= 0.99")
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(summary_table(runs, by).to_string(float_format=lambda v: f"{v:.3g}"))
+
+
+def cmd_sweep(args) -> int:
+    sweep_spec = spec.load(args.file, args.scale)
+    report = sweep.run_sweep(sweep_spec, args.results, out_dir=args.out,
+                             overwrite=args.overwrite, memory_budget=args.memory_budget,
+                             progress=False if args.no_progress else None)
+    compile_text = ", ".join(f"{b}: {s:.1f}s" for b, s in report.compile_seconds.items())
+    print(f"chunks run {report.chunks_run}, skipped (already done) {report.chunks_skipped}; "
+          f"compile {compile_text or 'none'}; training {report.train_seconds:.1f}s, "
+          f"{report.run_steps_per_second:,.0f} run-steps/s")
+    print_summary(report.out_dir, grid_axes(sweep_spec))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    sweep_spec = spec.load(args.file, args.scale)
+    buckets = sweep.plan_runs(sweep_spec)
+    budget = args.memory_budget or sweep.default_memory_budget()
+    import jax
+
+    chunks = sweep.plan_chunks(buckets, budget, jax.local_device_count())
+    print(f"{sweep_spec.output_name}: {sum(len(b.runs) for b in buckets)} runs, "
+          f"{len(buckets)} bucket(s), {len(chunks)} chunk(s), memory budget {budget / 2**20:.0f} MiB")
+    for bucket in buckets:
+        n_chunks = sum(c.bucket is bucket for c in chunks)
+        print(f"  bucket {bucket.id}: group {bucket.group}, {bucket.static}, "
+              f"{len(bucket.runs)} runs, ~{sweep.bytes_per_run(bucket) / 2**20:.1f} MiB/run, "
+              f"{n_chunks} chunk(s)")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    out_dir = Path(args.dir)
+    plan = json.loads((out_dir / sweep.PLAN_FILE).read_text())
+    sweep_spec = spec.parse((out_dir / "_sweep.toml").read_text(), plan["scale"])
+    print_summary(out_dir, grid_axes(sweep_spec))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grokjax", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_file(name, help_text):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("file", help="a sweep TOML file, e.g. sweeps/wd.toml")
+        sub.add_argument("--scale", default="default",
+                         help="a [scale.NAME] of the file, e.g. paper (default: the CPU scale)")
+        sub.add_argument("--memory-budget", type=parse_bytes, default=None,
+                         help="device memory per batched call, e.g. 2GiB (default: half the "
+                              "device's memory, a quarter of RAM on CPU)")
+        return sub
+
+    run = with_file("sweep", "train every run of a sweep file and write its tables")
+    run.add_argument("--results", default="results", help="root of the results (default: results)")
+    run.add_argument("--out", default=None, help="write to this directory instead")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace results of a different sweep in the output directory")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.set_defaults(func=cmd_sweep)
+    with_file("plan", "validate a sweep file and show its buckets and chunks; trains "
+                      "nothing").set_defaults(func=cmd_plan)
+    summary = commands.add_parser("summary", help="summarise a results directory")
+    summary.add_argument("dir", help="e.g. results/wd")
+    summary.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except spec.SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Parquet tables: schema, run summaries, provenance, atomic part files, reading a sweep back.
+
+Layout of ``results/<sweep>/`` (see results/README.md for every column):
+
+    runs-<bucket>-<chunk>.parquet        one row per run     pandas.read_parquet("results/<sweep>")
+    _curves/curves-<bucket>-<chunk>.parquet   one row per (run, evaluated step)
+    _sweep.toml, _manifest.json          the sweep as run, and timings + provenance
+
+Readers skip names that start with '_' or '.', so the directory itself reads as the runs table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"grokjax"
+CURVES_DIR = "_curves"
+GENERALIZED_TEST_ACC = 0.99  # a run "generalized" when its final test accuracy reaches this
+TEST_ACC_THRESHOLDS = {"050": 0.5, "090": 0.9, "095": 0.95, "099": 0.99}
+METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+RUN_CONFIG_DTYPES = {
+    "group": "string", "group_name": "string", "M": "int64", "group_abelian": "bool",
+    "max_irrep_degree": "int64", "num_ops": "int64", "K": "int64", "activation": "string",
+    "loss": "string", "optimizer": "string", "lr": "float64", "weight_decay": "float64",
+    "seed": "int64", "test_size": "float64", "train_fraction": "float64",
+    "critical_ratio_delta": "float64", "critical_ratio_multiplier": "float64",
+    "n_train": "int64", "n_test": "int64", "c_eff": "float64", "steps": "int64",
+    "eval_every": "int64", "other_layers": "int64", "ridge_lambda": "float64",
+    "top_layer_init_multiplier": "float64", "output_multiplier": "float64",
+}
+RUN_SUMMARY_DTYPES = {
+    **{f"final_{m}": "float64" for m in METRICS},
+    "best_train_acc": "float64", "best_test_acc": "float64",
+    "min_train_loss": "float64", "min_test_loss": "float64",
+    "step_train_acc_1": "Int64",
+    **{f"step_test_acc_{name}": "Int64" for name in TEST_ACC_THRESHOLDS},
+    "generalized": "bool", "diverged": "bool", "diverged_step": "Int64",
+    "wall_seconds": "float64",
+}
+RUNS_DTYPES = {"sweep": "string", "run_id": "string", **RUN_CONFIG_DTYPES,
+               **RUN_SUMMARY_DTYPES, "bucket": "string", "chunk": "int64"}
+CURVES_DTYPES = {"run_id": "string", "step": "int64", **{m: "float64" for m in METRICS}}
+
+
+def run_id(config) -> str:
+    """A stable id: the hash of every config field (a dataclass), independent of grid order."""
+    text = json.dumps(asdict(config), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def exact_accuracy(acc: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """count/n from a float32 accuracy: float32 is exact to 1 part in 1e7, so rounding
+    acc·n recovers the integer count and the table holds exact fractions."""
+    return np.round(acc * n) / n
+
+
+def _nullable_int(values: np.ndarray, present: np.ndarray) -> pd.arrays.IntegerArray:
+    column = pd.array(values, dtype="Int64")
+    column[~present] = pd.NA
+    return column
+
+
+def _first_step(reached: np.ndarray, steps: np.ndarray) -> pd.arrays.IntegerArray:
+    """First step where ``reached`` (runs, evals) holds; <NA> where it never does."""
+    return _nullable_int(steps[reached.argmax(axis=1)], reached.any(axis=1))
+
+
+def summarize(curves: dict[str, np.ndarray], steps: np.ndarray,
+              diverged_step: np.ndarray) -> dict[str, object]:
+    """Per-run summary columns from (runs, evals) curves measured at ``steps``."""
+    summary = {f"final_{m}": curves[m][:, -1] for m in METRICS}
+    summary |= {
+        "best_train_acc": curves["train_acc"].max(axis=1),
+        "best_test_acc": curves["test_acc"].max(axis=1),
+        "min_train_loss": np.nanmin(curves["train_loss"], axis=1),
+        "min_test_loss": np.nanmin(curves["test_loss"], axis=1),
+        "step_train_acc_1": _first_step(curves["train_acc"] >= 1.0, steps),
+    }
+    for name, threshold in TEST_ACC_THRESHOLDS.items():
+        summary[f"step_test_acc_{name}"] = _first_step(curves["test_acc"] >= threshold, steps)
+    diverged = diverged_step >= 0
+    summary |= {
+        "generalized": curves["test_acc"][:, -1] >= GENERALIZED_TEST_ACC,
+        "diverged": diverged,
+        "diverged_step": _nullable_int(diverged_step, diverged),
+    }
+    return summary
+
+
+def curves_frame(run_ids: list[str], curves: dict[str, np.ndarray],
+                 steps: np.ndarray) -> pd.DataFrame:
+    num_runs, num_points = curves["train_loss"].shape
+    frame = pd.DataFrame({
+        "run_id": np.repeat(np.asarray(run_ids, dtype=object), num_points),
+        "step": np.tile(steps, num_runs),
+        **{m: curves[m].reshape(-1) for m in METRICS},
+    })
+    return frame.astype(CURVES_DTYPES)
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit(path: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def provenance(sweep_text: str, scale: str) -> dict[str, object]:
+    """What produced a table: versions, hardware, code commit and the sweep file as written."""
+    import jax
+
+    device = jax.devices()[0]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "versions": {name: _package_version(name) for name in (
+            "grokjax", "jax", "jaxlib", "optax", "numpy", "pandas", "pyarrow")}
+        | {"python": platform.python_version()},
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+        "git_commit": git_commit(Path(__file__).parent),
+        "host": platform.node(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scale": scale,
+        "sweep_toml": sweep_text,
+    }
+
+
+def write_table(frame: pd.DataFrame, path: Path, metadata: dict[str, object]) -> None:
+    """Write atomically: a hidden temporary name in the same directory, then rename."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
+
+
+def read_runs(directory: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(directory)
+
+
+def read_curves(directory: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(directory) / CURVES_DIR)
+
+
+def read_metadata(path: str | Path) -> dict[str, object]:
+    """The provenance stored in one part file (or the first runs part of a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = min(path.glob("runs-*.parquet"))
+    return json.loads(pq.read_schema(path).metadata[METADATA_KEY])

@@ -1,0 +1,125 @@
+"""The pure training function: vmapped == alone, no recompiles, divergence isolation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grokjax import data, groups
+from grokjax.train import HParams, Split, Static, Task, make_train
+
+STATIC = Static(order=7, num_ops=2, width=16, activation="sqr", loss="mse", optimizer="adam",
+                steps=30, eval_every=5)
+
+
+def task_for(static: Static) -> Task:
+    return Task(*map(jnp.asarray, data.operation_table(groups.parse_group(str(static.order)),
+                                                       static.num_ops)))
+
+
+def split_for(num_rows: int, test_size: float, seed: int, pad_to: int) -> Split:
+    train_idx, _ = data.split(num_rows, test_size, seed)
+    rows = np.zeros(pad_to, np.int32)
+    rows[:len(train_idx)] = train_idx
+    is_train = np.zeros(num_rows, bool)
+    is_train[train_idx] = True
+    return Split(jnp.asarray(rows), jnp.asarray(is_train))
+
+
+def hparams(lr=0.01, wd=1e-3, ridge=0.0, top=1.0, out=1.0) -> HParams:
+    return HParams(*(jnp.float32(v) for v in (lr, wd, ridge, top, out)))
+
+
+def stack(items):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *items)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "muon"])
+def test_vmapped_grid_equals_each_run_alone(optimizer):
+    static = Static(**{**STATIC.__dict__, "optimizer": optimizer})
+    fns = make_train(static)
+    task = task_for(static)
+    # Different seeds, learning rates, weight decays and train fractions in one batch; the padded
+    # train-row length is the largest n_train, so the smaller splits carry padding.
+    settings = [(0, 0.01, 0.0, 0.3), (1, 0.005, 1e-3, 0.5), (2, 0.02, 1e-2, 0.7)]
+    pad = max(data.split_sizes(49, ts)[0] for *_, ts in settings)
+    hps = [hparams(lr=lr, wd=wd) for _, lr, wd, _ in settings]
+    splits = [split_for(49, ts, seed, pad) for seed, *_, ts in settings]
+    keys = [jax.random.PRNGKey(seed) for seed, *_ in settings]
+    batched = jax.jit(jax.vmap(fns.train, in_axes=(0, 0, 0, None)))(
+        stack(hps), stack(splits), stack(keys), task)
+    for i in range(len(settings)):
+        alone = jax.jit(fns.train)(hps[i], splits[i], keys[i], task)
+        for name, curve in alone.metrics._asdict().items():
+            np.testing.assert_allclose(getattr(batched.metrics, name)[i], curve, rtol=2e-6,
+                                       atol=1e-7, err_msg=f"run {i} {name}")
+
+
+def test_unpadded_split_equals_padded():
+    """Padding the train rows (to batch runs of different n_train) does not change a run."""
+    fns = make_train(STATIC)
+    task = task_for(STATIC)
+    n_train = data.split_sizes(49, 0.5)[0]
+    tight, padded = split_for(49, 0.5, 3, n_train), split_for(49, 0.5, 3, n_train + 11)
+    run = jax.jit(fns.train)
+    a = run(hparams(), tight, jax.random.PRNGKey(3), task).metrics
+    b = run(hparams(), padded, jax.random.PRNGKey(3), task).metrics
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+def test_new_hyperparameter_values_do_not_recompile():
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(kwargs)
+
+    fns = make_train(STATIC)
+    task = task_for(STATIC)
+    split = split_for(49, 0.5, 0, 35)
+    train = jax.jit(fns.train)
+    train(hparams(lr=0.01, wd=0.0), split, jax.random.PRNGKey(0), task)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        for lr, wd, out in [(0.02, 1e-3, 2.0), (0.005, 5e-4, 0.5)]:
+            other_split = split_for(49, 0.3, 7, 35)
+            train(hparams(lr=lr, wd=wd, out=out), other_split, jax.random.PRNGKey(9), task)
+        assert compiles == []
+        # Control: a new shape (a longer padded train set) does compile, so the listener works.
+        train(hparams(), split_for(49, 0.5, 0, 36), jax.random.PRNGKey(0), task)
+        assert compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_diverging_run_is_isolated_and_frozen():
+    fns = make_train(STATIC)
+    task = task_for(STATIC)
+    split = split_for(49, 0.5, 0, 25)
+    key = jax.random.PRNGKey(0)
+    batch = jax.jit(jax.vmap(fns.train, in_axes=(0, None, None, None)))
+    sane = batch(stack([hparams(lr=0.01), hparams(lr=0.02)]), split, key, task)
+    mixed = batch(stack([hparams(lr=0.01), hparams(lr=1e30)]), split, key, task)
+    np.testing.assert_array_equal(mixed.metrics.train_loss[0], sane.metrics.train_loss[0])
+    diverged_step = int(mixed.state.diverged_step[1])
+    assert 0 <= diverged_step < STATIC.steps
+    assert int(mixed.state.diverged_step[0]) == -1
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(mixed.state.params))
+    # After divergence the metrics stop changing: the run stays at the weights where it stopped.
+    after = np.asarray(mixed.metrics.train_loss[1][diverged_step // STATIC.eval_every + 1:])
+    np.testing.assert_array_equal(after, np.full_like(after, after[0]))
+
+
+def test_ridge_top_layer_solves_least_squares():
+    """The ridge solution equals (FᵀF + λI)⁻¹FᵀY from the normal equations (float64 check)."""
+    from grokjax.train import ridge_top_layer
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(40, 12)).astype(np.float32)
+    targets = rng.normal(size=(40, 5)).astype(np.float32)
+    lam = 0.3
+    expected = np.linalg.solve(features.T.astype(np.float64) @ features + lam * np.eye(12),
+                               features.T.astype(np.float64) @ targets)
+    np.testing.assert_allclose(ridge_top_layer(features, targets, lam), expected, rtol=1e-4,
+                               atol=1e-5)
