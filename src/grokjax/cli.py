@@ -76,7 +76,8 @@ def cmd_plan(args) -> int:
 
     chunks = sweep.plan_chunks(buckets, budget, jax.local_device_count())
     print(f"{sweep_spec.output_name}: {sum(len(b.runs) for b in buckets)} runs, "
-          f"{len(buckets)} bucket(s), {len(chunks)} chunk(s), memory budget {budget / 2**20:.0f} MiB")
+          f"{len(buckets)} bucket(s), {len(chunks)} chunk(s), "
+          f"memory budget {budget / 2**20:.0f} MiB per device")
     for bucket in buckets:
         n_chunks = sum(c.bucket is bucket for c in chunks)
         print(f"  bucket {bucket.id}: group {bucket.group}, {bucket.static}, "
@@ -90,6 +91,18 @@ def cmd_summary(args) -> int:
     plan = json.loads((out_dir / sweep.PLAN_FILE).read_text())
     sweep_spec = spec.parse((out_dir / "_sweep.toml").read_text(), plan["scale"])
     print_summary(out_dir, grid_axes(sweep_spec))
+    return 0
+
+
+def cmd_list(args) -> int:
+    """Every name a sweep file accepts for the categorical fields."""
+    from grokjax.groups import GROUP_FAMILIES
+
+    print("groups (field `group`):")
+    for syntax, description, example in GROUP_FAMILIES:
+        print(f"  {syntax:<18} {description}  e.g. {example!r}")
+    for name, choices in spec.CHOICES.items():
+        print(f"field `{name}`: {', '.join(choices)}")
     return 0
 
 
@@ -116,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_sweep)
     with_file("plan", "validate a sweep file and show its buckets and chunks; trains "
                       "nothing").set_defaults(func=cmd_plan)
+    commands.add_parser("list", help="list the available groups, activations, losses and "
+                                     "optimizers").set_defaults(func=cmd_list)
     summary = commands.add_parser("summary", help="summarise a results directory")
     summary.add_argument("dir", help="e.g. results/wd")
     summary.set_defaults(func=cmd_summary)

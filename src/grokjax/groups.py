@@ -1,6 +1,6 @@
 """Finite groups as Cayley tables (pure numpy), with the metadata the scaling laws need.
 
-A group spec is a string (spaces are ignored, family words are case-insensitive):
+A group spec is a string (spaces between tokens are optional; family words are case-insensitive):
 
 - ``"23"``: the cyclic group Z_23; ``"2x3x4"``: Z_2 x Z_3 x Z_4. Product elements are flattened in
   mixed radix with the first factor least significant, as in the paper's code.
@@ -379,10 +379,9 @@ def _semidirect(spec: str, m: int, k: int, r: int) -> Group:
 
 
 def _permutation_group(spec: str, n: int, alternating: bool) -> Group:
-    family = "AN" if alternating else "SN"
-    if not 3 <= n <= 6:
-        raise _spec_error(spec, f"{family} needs 3 <= N <= 6, got {n}")
     letter, word = ("A", "alternating") if alternating else ("S", "symmetric")
+    if not 3 <= n <= 6:
+        raise _spec_error(spec, f"{letter}N needs 3 <= N <= 6, got {n}")
     table = permutation_table(symmetric_perms(n, even_only=alternating))
     return group_from_table(spec, f"{letter}_{n} ({word} group on {n} points)", table)
 
@@ -394,7 +393,7 @@ def _expression(spec: str, expression: str, modulus: int) -> Group:
         table = expression_table(expression, modulus)
     except GroupError as err:
         raise _spec_error(spec, str(err)) from None
-    name = f"{ast.unparse(ast.parse(expression.strip(), mode='eval'))} mod {modulus} (not a group)"
+    name = f"{expression.strip()} mod {modulus} (not a group)"
     abelian = bool(np.array_equal(table, table.T))  # here: commutative
     enumeration = np.arange(modulus, dtype=np.int32)
     return Group(spec, name, modulus, table, enumeration, abelian, (), is_group=False)

@@ -1,17 +1,17 @@
 """The paper code's optimizers as optax chains; lr and weight decay may be traced arrays.
 
-Each builder is called inside the traced training function, so a change of lr or weight decay
-changes array values only and never recompiles.
+Each builder ``(lr, weight_decay, max_steps)`` is called inside the traced training function, so
+a change of lr or weight decay changes array values only and never recompiles.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 # MuonEnhanced's five Newton–Schulz steps, each with its own (a, b, c) (not Keller Jordan's).
@@ -50,18 +50,23 @@ def orthogonalize() -> optax.GradientTransformation:
     )
 
 
-def _one_minus_power(decay: float, count: jax.Array) -> jax.Array:
-    """1 − decay^count, accurate in float32 as −expm1(count·ln decay).
+def _bias_corrections(decay: float, max_steps: int) -> np.ndarray:
+    """1 − decay^t for t = 0..max_steps, computed in float64 as torch does (t = 0 unused).
 
-    optax evaluates decay**count in float32, where 1 − 0.999^1 is off by 1.3e-5 relative; torch
-    does it in double. That bias on every early Adam step is the largest float32 difference from
-    the reference, so the Adam here corrects its moments with this form instead.
+    optax evaluates decay**count in float32, where 1 − 0.999^1 is off by 1.3e-5 relative: the
+    largest float32 difference from the reference. A float32 transcendental (expm1) inside the
+    batched program would fix that but round differently in XLA's vectorised and scalar code
+    paths, making a run depend on its batch size; a table lookup is exact and batch-independent.
     """
-    return -jnp.expm1(count.astype(jnp.float32) * jnp.float32(math.log(decay)))
+    table = 1.0 - decay ** np.arange(max_steps + 1, dtype=np.float64)
+    table[0] = 1.0
+    return table
 
 
-def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
-    """optax.scale_by_adam with the float32-accurate bias correction above."""
+def scale_by_adam(max_steps: int, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+    """optax.scale_by_adam with torch's float64 bias corrections (valid for max_steps steps)."""
+    step_scales = np.float32(1.0 / _bias_corrections(b1, max_steps))
+    root_scales = np.float32(np.sqrt(_bias_corrections(b2, max_steps)))
 
     def init(params):
         zeros = optax.tree.zeros_like(params)
@@ -71,8 +76,8 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
         mu = optax.tree.update_moment(updates, state.mu, b1, 1)
         nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
         count = optax.safe_increment(state.count)
-        step_scale = 1.0 / _one_minus_power(b1, count)
-        root_scale = jnp.sqrt(_one_minus_power(b2, count))
+        step_scale = jnp.asarray(step_scales)[jnp.minimum(count, max_steps)]
+        root_scale = jnp.asarray(root_scales)[jnp.minimum(count, max_steps)]
         updates = jax.tree.map(lambda m, v: step_scale * m / (jnp.sqrt(v) / root_scale + eps),
                                mu, nu)
         return updates, optax.ScaleByAdamState(count, mu, nu)
@@ -80,25 +85,25 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
     return optax.GradientTransformation(init, update)
 
 
-def adam_coupled(lr, weight_decay) -> optax.GradientTransformation:
+def adam_coupled(lr, weight_decay, max_steps: int) -> optax.GradientTransformation:
     """torch.optim.Adam(weight_decay=wd): L2 added to the gradient before the moments."""
     return optax.chain(
         optax.add_decayed_weights(weight_decay),
-        scale_by_adam(),
+        scale_by_adam(max_steps),
         optax.scale(-lr),
     )
 
 
-def adamw(lr, weight_decay) -> optax.GradientTransformation:
+def adamw(lr, weight_decay, max_steps: int) -> optax.GradientTransformation:
     """torch.optim.AdamW: p ← p·(1 − lr·wd) beside the Adam step."""
     return optax.chain(
-        scale_by_adam(),
+        scale_by_adam(max_steps),
         optax.add_decayed_weights(weight_decay),
         optax.scale(-lr),
     )
 
 
-def sgd(lr, weight_decay) -> optax.GradientTransformation:
+def sgd(lr, weight_decay, max_steps: int) -> optax.GradientTransformation:
     """torch.optim.SGD(momentum=0.9, weight_decay=wd): coupled L2, buf₀ = g, no Nesterov."""
     return optax.chain(
         optax.add_decayed_weights(weight_decay),
@@ -117,10 +122,11 @@ def muon_enhanced(lr, weight_decay) -> optax.GradientTransformation:
     )
 
 
-def muon(lr, weight_decay) -> optax.GradientTransformation:
+def muon(lr, weight_decay, max_steps: int) -> optax.GradientTransformation:
     """The paper's `muon`: MuonEnhanced on the first layer W, coupled-L2 Adam on the rest."""
     return optax.multi_transform(
-        {"muon": muon_enhanced(lr, weight_decay), "adam": adam_coupled(lr, weight_decay)},
+        {"muon": muon_enhanced(lr, weight_decay),
+         "adam": adam_coupled(lr, weight_decay, max_steps)},
         lambda params: {name: "muon" if name == "W" else "adam" for name in params},
     )
 

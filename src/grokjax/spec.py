@@ -170,7 +170,11 @@ def _run_problems(run: RunConfig) -> list[str]:
         problems.append("ridge_lambda (the ridge top layer) needs loss = 'mse', as in the paper's "
                         f"code; got loss = {run.loss!r}")
     if not problems:
-        order = groups.parse_group(run.group).order
+        group = groups.parse_group(run.group)
+        if not group.is_group and run.num_ops != 2:
+            problems.append(f"group {run.group!r} is an expression of x and y, so num_ops must "
+                            f"be 2; got {run.num_ops}")
+        order = group.order
         n_train, n_test = data.split_sizes(order**run.num_ops, run.resolved_test_size(order))
         if n_train < 1 or n_test < 1:
             problems.append(f"group {run.group!r} with this split leaves n_train = {n_train}, "

@@ -129,20 +129,22 @@ def bytes_per_run(bucket: Bucket) -> int:
 
 
 def default_memory_budget() -> int:
-    """Half of the first local device's memory, or a quarter of host RAM on CPU."""
-    stats = jax.local_devices()[0].memory_stats() or {}
+    """Per device: half of its memory, or on CPU a quarter of host RAM shared by the devices."""
+    devices = jax.local_devices()
+    stats = devices[0].memory_stats() or {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"] * 0.5)
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.25)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(ram * 0.25 / len(devices))
 
 
 def plan_chunks(buckets: list[Bucket], memory_budget: int, num_devices: int) -> list[ChunkPlan]:
-    """Equal chunks per bucket, as large as the budget allows, a multiple of the device count."""
+    """Equal chunks per bucket: each device holds at most ``memory_budget`` bytes of runs."""
     chunks = []
     for bucket in buckets:
-        fit = max(1, memory_budget // bytes_per_run(bucket))
-        runs_per_device = max(1, min(fit, len(bucket.runs)) // num_devices)
-        count = math.ceil(len(bucket.runs) / (runs_per_device * num_devices))
+        fit_per_device = max(1, memory_budget // bytes_per_run(bucket))
+        per_device = min(fit_per_device, math.ceil(len(bucket.runs) / num_devices))
+        count = math.ceil(len(bucket.runs) / (per_device * num_devices))
         # Spread runs evenly over the chunks so padding is at most one run per device per chunk.
         per_chunk = math.ceil(len(bucket.runs) / count)
         size = math.ceil(per_chunk / num_devices) * num_devices
@@ -209,8 +211,11 @@ def compile_program(static: Static, args: tuple, mesh: Mesh) -> Program:
 
 
 def run_chunk(program: Program, static: Static, args: tuple,
-              on_progress: Callable[[int], None]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Train one chunk; return curves (runs, evals + 1) per metric and each run's diverged_step."""
+              on_progress: Callable[[int], object]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Train one chunk; return curves (runs, evals + 1) per metric and each run's diverged_step.
+
+    ``on_progress(steps)`` is called after each segment with the steps it trained.
+    """
     hparams, split, keys, task = args
     state = program.init(hparams, keys)
     pieces = []
@@ -298,10 +303,14 @@ def prepare_output(out_dir: Path, spec: SweepSpec, digest: str, overwrite: bool)
 
 def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
               out_dir: str | Path | None = None, overwrite: bool = False,
-              memory_budget: int | None = None, progress: bool | None = None) -> SweepReport:
-    """Train every run of ``spec`` and write its tables; finished chunks are skipped."""
+              memory_budget: int | None = None, progress: bool | None = None,
+              devices: list | None = None) -> SweepReport:
+    """Train every run of ``spec`` and write its tables; finished chunks are skipped.
+
+    ``devices`` defaults to every local device; the run axis is sharded over them.
+    """
     out_dir = Path(out_dir) if out_dir else Path(results_root) / spec.output_name
-    devices = jax.local_devices()
+    devices = devices or jax.local_devices()
     mesh = Mesh(np.asarray(devices), ("runs",))
     buckets = plan_runs(spec)
     chunks = plan_chunks(buckets, memory_budget or default_memory_budget(), len(devices))
@@ -331,9 +340,11 @@ def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
                 programs[shape_key] = compile_program(static, args, mesh)
                 report.compile_seconds[bucket.id] = programs[shape_key].compile_seconds
             bar.set_postfix_str(f"bucket {bucket.id} chunk {chunk.index}")
+            real_runs = len(chunk.runs)  # progress counts run-steps of real (unpadded) runs
             start = time.perf_counter()
-            curves, diverged_step = run_chunk(programs[shape_key], static, args,
-                                              lambda steps: bar.update(steps * len(chunk.runs)))
+            curves, diverged_step = run_chunk(
+                programs[shape_key], static, args,
+                partial(lambda steps, runs: bar.update(steps * runs), runs=real_runs))
             seconds = time.perf_counter() - start
             runs, curve_rows = chunk_tables(chunk, spec.output_name, curves, diverged_step,
                                             seconds)

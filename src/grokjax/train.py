@@ -113,7 +113,7 @@ def make_train(static: Static) -> TrainFunctions:
     order = static.order
 
     def optimizer(hparams: HParams) -> optax.GradientTransformation:
-        return OPTIMIZERS[static.optimizer](hparams.lr, hparams.weight_decay)
+        return OPTIMIZERS[static.optimizer](hparams.lr, hparams.weight_decay, static.steps)
 
     def init_from_params(params: model.Params, hparams: HParams) -> State:
         return State(params, optimizer(hparams).init(params), jnp.int32(0), jnp.int32(-1))
