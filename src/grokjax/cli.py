@@ -59,7 +59,7 @@ def cmd_sweep(args) -> int:
     sweep_spec = spec.load(args.file, args.scale)
     report = sweep.run_sweep(sweep_spec, args.results, out_dir=args.out,
                              overwrite=args.overwrite, memory_budget=args.memory_budget,
-                             progress=False if args.no_progress else None)
+                             progress=not args.no_progress)
     compile_text = ", ".join(f"{b}: {s:.1f}s" for b, s in report.compile_seconds.items())
     print(f"chunks run {report.chunks_run}, skipped (already done) {report.chunks_skipped}; "
           f"compile {compile_text or 'none'}; training {report.train_seconds:.1f}s, "

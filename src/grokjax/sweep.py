@@ -303,11 +303,12 @@ def prepare_output(out_dir: Path, spec: SweepSpec, digest: str, overwrite: bool)
 
 def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
               out_dir: str | Path | None = None, overwrite: bool = False,
-              memory_budget: int | None = None, progress: bool | None = None,
+              memory_budget: int | None = None, progress: bool = True,
               devices: list | None = None) -> SweepReport:
     """Train every run of ``spec`` and write its tables; finished chunks are skipped.
 
     ``devices`` defaults to every local device; the run axis is sharded over them.
+    ``progress``: a live bar on a terminal, else a line per finished chunk on stderr.
     """
     out_dir = Path(out_dir) if out_dir else Path(results_root) / spec.output_name
     devices = devices or jax.local_devices()
@@ -324,9 +325,11 @@ def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
     per_run, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
     programs: dict[tuple, Program] = {}
     total = sum(len(c.runs) * c.bucket.static.steps for c in todo)
-    disable = None if progress is None else not progress
-    with tqdm(total=total, unit="run-step", unit_scale=True, disable=disable or
-              jax.process_index() != 0, file=sys.stderr, desc=spec.output_name) as bar:
+    # A live bar on a terminal; one line per chunk in a log; nothing from non-zero processes.
+    show = progress and jax.process_index() == 0
+    bar_on_terminal = show and sys.stderr.isatty()
+    with tqdm(total=total, unit="run-step", unit_scale=True, disable=not bar_on_terminal,
+              file=sys.stderr, desc=spec.output_name) as bar:
         for chunk in todo:
             static, bucket = chunk.bucket.static, chunk.bucket
             table = data.operation_table(groups.parse_group(bucket.group), static.num_ops)
@@ -355,6 +358,9 @@ def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
             report.chunks_run += 1
             report.train_seconds += seconds
             report.run_steps += len(chunk.runs) * static.steps
+            if show and not bar_on_terminal:
+                print(f"{spec.output_name}: chunk {report.chunks_run}/{len(todo)} done "
+                      f"({len(chunk.runs)} runs, {seconds:.1f}s)", file=sys.stderr, flush=True)
     write_manifest(report, metadata, chunks)
     return report
 
