@@ -77,7 +77,8 @@ def _exclusions(runs: pd.DataFrame, reason) -> pd.DataFrame:
                          "reason": pd.Series(reason, index=runs.index).astype("string").to_numpy()})
 
 
-def _varying(runs: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
+def varying_config(runs: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The config columns that take more than one value in ``runs``, minus ``exclude``."""
     return [c for c in CONFIG_COLUMNS
             if c in runs and c not in exclude and runs[c].nunique(dropna=False) > 1]
 
@@ -88,7 +89,8 @@ def _format_value(value) -> str:
     return str(value)
 
 
-def _condition_labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+def condition_labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """'lr=0.001, K=512' per row; '' when no column varies."""
     if not columns:
         return pd.Series("", index=frame.index, dtype="string")
     parts = [f"{c}=" + frame[c].map(_format_value) for c in columns]
@@ -98,7 +100,7 @@ def _condition_labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return label.astype("string")
 
 
-def _to_float(column: pd.Series) -> np.ndarray:
+def as_float(column: pd.Series) -> np.ndarray:
     """Nullable Int64/boolean columns as float arrays with NaN for <NA>."""
     return pd.to_numeric(column, errors="coerce").astype("Float64").to_numpy(
         dtype=float, na_value=np.nan)
@@ -113,7 +115,7 @@ def _precheck(name: str, runs: pd.DataFrame, required: tuple[str, ...]) -> FitRe
     return None
 
 
-def _overall(name: str, table: pd.DataFrame, estimated: tuple[str, ...] = ("ok",)):
+def _overall(table: pd.DataFrame, estimated: tuple[str, ...] = ("ok",)) -> tuple[str, str]:
     """The fit's status from its rows' statuses, and a message naming the rows that failed."""
     if table.empty:
         return "insufficient", "no rows to fit"
@@ -135,7 +137,9 @@ def wilson_interval(k, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         denom = 1 + z**2 / n
         centre = (phat + z**2 / (2 * n)) / denom
         half = z * np.sqrt(phat * (1 - phat) / n + z**2 / (4 * n**2)) / denom
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    # min/max: rounding must not put k/n itself outside its interval at 0/n or n/n
+    lo, hi = np.minimum(centre - half, phat), np.maximum(centre + half, phat)
+    return np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 
 
 def _with_wilson(cells: pd.DataFrame, level: float) -> pd.DataFrame:
@@ -202,14 +206,21 @@ def _boundary_estimate(p, n, k, rng, n_boot: int, level: float) -> dict[str, obj
                               "p_star": np.nan, "p_star_lo": np.nan, "p_star_hi": np.nan,
                               "log_p_star_se": np.nan, "width": np.nan, "n_boot_used": 0}
 
+    notes = []
+
     def status(code: str, message: str = "") -> dict[str, object]:
-        return row | {"status": code, "message": message}
+        return row | {"status": code, "message": "; ".join(m for m in (message, *notes) if m)}
 
     if len(p) < 2:
         return status("single p", f"one train_fraction only ({p[0]:.4g}); a boundary needs ≥ 2")
-    if n.min() < 2:
-        return status("too few seeds",
-                      f"{int((n < 2).sum())} train_fraction cell(s) have fewer than 2 seeds")
+    thin = n < 2  # a one-run cell cannot be resampled over seeds
+    if thin.any():
+        if (~thin).sum() < 2:
+            return status("too few seeds", f"{int(thin.sum())} of {len(p)} train_fraction cells"
+                                           " have fewer than 2 seeds; need ≥ 2 cells with ≥ 2")
+        notes.append(f"{int(thin.sum())} cell(s) with a single seed left out")
+        p, n, k = p[~thin], n[~thin], k[~thin]
+        row |= {"n_runs": int(n.sum()), "n_p": len(p), "min_seeds": int(n.min())}
     if k.sum() == n.sum():
         return status("all generalized",
                       f"every run generalized: p* < {p[0]:.4g}, the smallest p tried")
@@ -252,8 +263,10 @@ def _boundary_estimate(p, n, k, rng, n_boot: int, level: float) -> dict[str, obj
     lo, hi = np.quantile(replicates, [0.5 - level / 2, 0.5 + level / 2])
     row |= {"p_star_lo": np.exp(lo), "p_star_hi": np.exp(hi),
             "log_p_star_se": replicates.std(ddof=1)}
-    note = "" if good.all() else f"{n_boot - int(good.sum())} bootstrap replicate(s) dropped"
-    return status("ok", note)
+    if not good.all():
+        notes.append(f"{n_boot - int(good.sum())} bootstrap replicate(s) without a rising curve"
+                     " dropped")
+    return status("ok")
 
 
 def generalization_boundary(runs: pd.DataFrame, n_boot: int = 1000, level: float = 0.95,
@@ -269,14 +282,14 @@ def generalization_boundary(runs: pd.DataFrame, n_boot: int = 1000, level: float
     if early:
         return early
     usable, excluded = split_usable(runs)
-    conditions = _varying(usable, exclude=("group", "train_fraction"))
+    conditions = varying_config(usable, exclude=("group", "train_fraction"))
     keys = [*conditions, "group"]
     cells = (usable.assign(generalized=usable["generalized"].astype(bool))
              .groupby([*keys, "train_fraction"], dropna=False, sort=True)
              .agg(M=("M", "first"), n=("generalized", "size"),
                   n_generalized=("generalized", "sum"))
              .reset_index())
-    cells = _with_wilson(cells, level).assign(condition=_condition_labels(cells, conditions))
+    cells = _with_wilson(cells, level).assign(condition=condition_labels(cells, conditions))
     rng = np.random.default_rng(seed)
     rows = []
     for key, group_cells in cells.groupby(keys, dropna=False, sort=True):
@@ -291,9 +304,10 @@ def generalization_boundary(runs: pd.DataFrame, n_boot: int = 1000, level: float
     if "group_name" in usable:
         names = usable.drop_duplicates("group").set_index("group")["group_name"]
         table.insert(len(keys), "group_name", table["group"].map(names))
-    table = table.assign(condition=_condition_labels(table, conditions),
-                         label=_condition_labels(table, [*conditions, "group"]))
-    status, message = _overall(name, table, BOUNDARY_ESTIMATED)
+    table = (table.assign(condition=condition_labels(table, conditions),
+                          label=condition_labels(table, [*conditions, "group"]))
+             .sort_values([*conditions, "M", "group"], ignore_index=True))
+    status, message = _overall(table, BOUNDARY_ESTIMATED)
     used = table.loc[table["status"].isin(BOUNDARY_ESTIMATED), "n_runs"].sum()
     method = (f"logistic fit of P(generalized) vs log train_fraction per group (Firth-penalised"
               f" maximum likelihood); {level:.0%} CI: percentile bootstrap, {n_boot} replicates"
@@ -371,7 +385,7 @@ def boundary_law(boundary: FitResult | pd.DataFrame, level: float = 0.95,
     finite = (np.isfinite(table["p_star"]) & np.isfinite(table["log_p_star_se"])
               & (table["log_p_star_se"] > 0) & (table["M"] >= 2))
     rows = []
-    for condition, groups in table.groupby("condition", sort=True):
+    for condition, groups in table.groupby("condition", sort=False):
         fitted = groups[finite[groups.index]]
         estimate = _law_estimate(fitted["M"].to_numpy(float), np.log(fitted["p_star"].to_numpy()),
                                  fitted["log_p_star_se"].to_numpy(), level, reference_c)
@@ -382,7 +396,7 @@ def boundary_law(boundary: FitResult | pd.DataFrame, level: float = 0.95,
                      "groups": ", ".join(map(str, fitted["group"])),
                      "n_runs": int(fitted["n_runs"].sum()) if "n_runs" in fitted else 0})
     result = pd.DataFrame(rows)
-    status, message = _overall(name, result)
+    status, message = _overall(result)
     method = (f"weighted least squares on log p* across groups, weights 1/var(log p*) from each"
               f" group's bootstrap; {level:.0%} CI: normal, covariance scaled by the reduced chi²"
               f" when > 1. Headline exponent b_g1 has g fixed at 1; b_free and g_free come from"
@@ -416,7 +430,7 @@ def collapse(runs: pd.DataFrame, n_bins: int = 12, level: float = 0.95) -> FitRe
                          excluded=excluded)
     edges = np.geomspace(c_eff.min(), c_eff.max(), n_bins + 1)
     which = np.clip(np.searchsorted(edges, c_eff, side="right") - 1, 0, n_bins - 1)
-    conditions = _varying(usable, exclude=("group", "train_fraction"))
+    conditions = varying_config(usable, exclude=("group", "train_fraction"))
     keys = [*conditions, "group"]
     binned = (usable.assign(bin=which, generalized=usable["generalized"].astype(bool))
               .groupby([*keys, "bin"], dropna=False, sort=True)
@@ -425,7 +439,7 @@ def collapse(runs: pd.DataFrame, n_bins: int = 12, level: float = 0.95) -> FitRe
               .reset_index())
     binned = _with_wilson(binned, level).assign(
         c_eff_bin_lo=edges[binned["bin"]], c_eff_bin_hi=edges[binned["bin"] + 1],
-        condition=_condition_labels(binned, conditions))
+        condition=condition_labels(binned, conditions))
     groups = binned["group"].nunique()
     message = "" if groups > 1 else "one group only: nothing to collapse across"
     method = f"Wilson {level:.0%} intervals on each bin's generalized fraction"
@@ -441,18 +455,19 @@ def lr_effect(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
     usable, excluded = split_usable(runs)
     if usable["lr"].nunique() < 2:
         return FitResult(name, "insufficient", "needs ≥ 2 learning rates", excluded=excluded)
-    conditions = _varying(usable, exclude=("lr", "train_fraction"))
+    conditions = varying_config(usable, exclude=("lr", "train_fraction"))
     keys = [*conditions, "train_fraction", "lr"]
     cells = (usable.assign(generalized=usable["generalized"].astype(bool))
              .groupby(keys, dropna=False, sort=True)
              .agg(n=("generalized", "size"), n_generalized=("generalized", "sum"))
              .reset_index())
-    cells = _with_wilson(cells, level).assign(condition=_condition_labels(cells, conditions))
+    cells = _with_wilson(cells, level).assign(condition=condition_labels(cells, conditions))
     method = f"Wilson {level:.0%} intervals on each cell's generalized fraction"
     return FitResult(name, "ok", "", cells, pd.DataFrame(), len(usable), excluded, method)
 
 
-def _threshold_text(threshold_col: str) -> str:
+def threshold_text(threshold_col: str) -> str:
+    """'step_test_acc_095' -> 'test accuracy ≥ 0.95'."""
     digits = threshold_col.rsplit("_", 1)[-1]
     return f"test accuracy ≥ {int(digits) / 100:g}" if digits.isdigit() else threshold_col
 
@@ -470,11 +485,11 @@ def wd_speed(runs: pd.DataFrame, threshold_col: str = "step_test_acc_095",
         return early
     usable, excluded = split_usable(runs)
     eta = usable["weight_decay"].to_numpy(float)
-    t_grok = _to_float(usable[threshold_col])
+    t_grok = as_float(usable[threshold_col])
     positive = eta > 0
     reached = positive & np.isfinite(t_grok) & (t_grok > 0)
     never = positive & ~np.isfinite(t_grok)
-    what = _threshold_text(threshold_col)
+    what = threshold_text(threshold_col)
     excluded = pd.concat([
         excluded,
         _exclusions(usable[~positive], "weight_decay ≤ 0: log η undefined"),
@@ -482,31 +497,30 @@ def wd_speed(runs: pd.DataFrame, threshold_col: str = "step_test_acc_095",
         _exclusions(usable[positive & ~never & ~reached], f"{threshold_col} is 0"),
     ])
     frame = usable.assign(eta=eta, t_grok=t_grok, reached=reached, never=never)[positive]
-    conditions = _varying(frame, exclude=("weight_decay",))
+    conditions = varying_config(frame, exclude=("weight_decay",))
     per_eta = (frame.groupby([*conditions, "eta"], dropna=False, sort=True)
                .agg(n=("reached", "size"), n_grokked=("reached", "sum"),
                     n_never=("never", "sum"), t_grok_median=("t_grok", "median"))
                .reset_index())
-    per_eta = per_eta.assign(condition=_condition_labels(per_eta, conditions))
-    rows = []
+    per_eta = per_eta.assign(condition=condition_labels(per_eta, conditions))
     grokked = frame[frame["reached"]]
+    if grokked.empty:
+        return FitResult(name, "insufficient", f"no run with η > 0 reached {what}",
+                         detail=per_eta, excluded=excluded)
+    rows = []
     for key, cell in (grokked.groupby(conditions, dropna=False, sort=True) if conditions
                       else [((), grokked)]):
         key = key if isinstance(key, tuple) else (key,)
-        fit = _ols(np.log(cell["eta"].to_numpy()), np.log(cell["t_grok"].to_numpy()), level)
-        ok = np.isfinite(fit["slope"])
+        line = _ols(np.log(cell["eta"].to_numpy()), np.log(cell["t_grok"].to_numpy()), level)
+        ok = np.isfinite(line["slope"])
         rows.append(dict(zip(conditions, key, strict=True)) | {
-            "n_runs": len(cell), "n_eta": cell["eta"].nunique(), "b": fit["slope"],
-            "b_lo": fit["slope_lo"], "b_hi": fit["slope_hi"], "b_se": fit["slope_se"],
-            "a": fit["intercept"], "b_predicted": PREDICTED_WD_SLOPE,
+            "n_runs": len(cell), "n_eta": cell["eta"].nunique(), "b": line["slope"],
+            "b_lo": line["slope_lo"], "b_hi": line["slope_hi"], "b_se": line["slope_se"],
+            "a": line["intercept"], "b_predicted": PREDICTED_WD_SLOPE,
             "threshold_col": threshold_col, "status": "ok" if ok else "too few points",
             "message": "" if ok else "needs ≥ 3 grokked runs over ≥ 2 values of η"})
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return FitResult(name, "insufficient", f"no run with η > 0 reached {what}",
-                         detail=per_eta, excluded=excluded)
-    table = table.assign(condition=_condition_labels(table, conditions))
-    status, message = _overall(name, table)
+    table = pd.DataFrame(rows).assign(condition=lambda t: condition_labels(t, conditions))
+    status, message = _overall(table)
     censored = int(per_eta["n_never"].sum())
     if censored:
         note = (f"{censored} run(s) never reached {what} and are left out (censored), which"
@@ -531,7 +545,7 @@ def memorization_width(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
     if early:
         return early
     usable, excluded = split_usable(runs)
-    conditions = _varying(usable, exclude=("K", "train_fraction"))
+    conditions = varying_config(usable, exclude=("K", "train_fraction"))
     per_k = (usable.assign(generalized=usable["generalized"].astype(bool))
              .groupby([*conditions, "n_train", "K"], dropna=False, sort=True)
              .agg(M=("M", "first"), n=("generalized", "size"),
@@ -549,22 +563,22 @@ def memorization_width(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
     detail = pd.DataFrame(rows)
     if detail.empty:
         return FitResult(name, "insufficient", "no usable runs", excluded=excluded)
-    detail = detail.assign(condition=_condition_labels(detail, conditions))
+    detail = detail.assign(condition=condition_labels(detail, conditions))
     fits = []
-    for condition, points in detail.groupby("condition", sort=True):
+    for condition, points in detail.groupby("condition", sort=False):
         # K_mem at the smallest K tried is only an upper bound, so it stays out of the fit.
         exact = points[np.isfinite(points["K_mem"]) & (points["K_mem"] > points["K_min_tried"])]
-        fit = _ols(np.log(exact["n_train"].to_numpy(float)), np.log(exact["K_mem"].to_numpy()),
-                   level)
-        ok = np.isfinite(fit["slope"])
+        line = _ols(np.log(exact["n_train"].to_numpy(float)), np.log(exact["K_mem"].to_numpy()),
+                    level)
+        ok = np.isfinite(line["slope"])
         fits.append({"condition": condition, "n_points": len(exact),
-                     "n_runs": int(points["n_runs"].sum()), "slope": fit["slope"],
-                     "slope_lo": fit["slope_lo"], "slope_hi": fit["slope_hi"],
-                     "intercept": fit["intercept"], "status": "ok" if ok else "too few points",
+                     "n_runs": int(points["n_runs"].sum()), "slope": line["slope"],
+                     "slope_lo": line["slope_lo"], "slope_hi": line["slope_hi"],
+                     "intercept": line["intercept"], "status": "ok" if ok else "too few points",
                      "message": "" if ok else "needs K_mem above the smallest K tried at ≥ 3"
                                                " values of n_train (≥ 2 distinct)"})
     table = pd.DataFrame(fits)
-    status, message = _overall(name, table)
+    status, message = _overall(table)
     if status == "insufficient":
         status = "partial"  # the K_mem / K_gen per n_train still stand without the power law
     method = (f"K_mem, K_gen: smallest K on the grid meeting the criterion; power law of K_mem vs"
@@ -594,7 +608,7 @@ def fit_all(runs: pd.DataFrame, n_boot: int = 1000, level: float = 0.95,
              "memorization_width")
     if runs is None or runs.empty:
         return {n: FitResult(n, "unsupported", "the runs table is empty") for n in names}
-    varying = set(_varying(runs))
+    varying = set(varying_config(runs))
     boundary = (_needs_varying(names[0], runs, varying, "train_fraction")
                 or generalization_boundary(runs, n_boot=n_boot, level=level, seed=seed))
     if not boundary.usable:
@@ -605,7 +619,7 @@ def fit_all(runs: pd.DataFrame, n_boot: int = 1000, level: float = 0.95,
     return {
         names[0]: boundary,
         names[1]: law,
-        names[2]: (_needs_varying(names[2], runs, varying, "train_fraction")
+        names[2]: (_needs_varying(names[2], runs, varying, "train_fraction", "group")
                    or collapse(runs, level=level)),
         names[3]: (_needs_varying(names[3], runs, varying, "weight_decay")
                    or wd_speed(runs, level=level)),

@@ -1,0 +1,173 @@
+"""Throughput of the engine's training call: run-steps/s and FLOP/s vs this machine's matmul peak.
+
+    python benchmarks/bench.py [--quick] [--runs 1 8 64 256 1024] [--eval-every 1 100]
+
+For each standard bucket, grid size R and eval cadence it measures what a sweep runs (the same
+compiled ``segment`` call the engine uses): compile seconds, steady-state run-steps per second
+(median of several calls), achieved FLOP/s and its fraction of the float32 matmul peak measured
+in this same process, and XLA's memory estimate of the call.
+
+Useful FLOPs per run-step (stated, not profiled): the three K×M matmuls of a step,
+forward F·V and backward Fᵀ·G and G·Vᵀ, 6·n_train·K·M, plus the evaluation forward pass on
+all N = M² rows amortised over the cadence, 2·N·K·M / eval_every. Gathers, activations and the
+optimizer update are O(n·K + params) and not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax import data, groups, sweep
+from grokjax.spec import SweepSpec
+from grokjax.train import Task
+
+# (label, group, K, test_size): the issue's standard buckets.
+BUCKETS = (
+    ("M=23 K=256 n=476", "23", 256, 0.1),
+    ("M=71 K=512 n=2016", "71", 512, 0.6),
+    ("M=127 K=2048 n=3225", "127", 2048, 0.8),
+)
+MEMORY_BUDGET = 6 * 2**30  # bytes per call on this 24 GiB machine
+MAX_CALL_SECONDS = 20.0  # skip larger grids of a bucket once one call takes longer
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """Float32 FLOP/s of one large square matmul on the default device (median of repeats)."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(size, size)), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def useful_flops_per_run_step(order: int, width: int, n_train: int, eval_every: int) -> float:
+    rows = order**2
+    return 6 * n_train * width * order + 2 * rows * width * order / eval_every
+
+
+@dataclass
+class Row:
+    bucket: str
+    runs: int
+    eval_every: int
+    compile_seconds: float
+    run_steps_per_second: float
+    gflops: float
+    peak_fraction: float
+    memory_mib: float
+
+
+def measure(label: str, group: str, width: int, test_size: float, runs: int, eval_every: int,
+            peak: float, repeats: int) -> Row:
+    steps = 2 * max(eval_every, 8)  # at least two segment calls
+    fixed = dict(group=group, K=width, test_size=test_size, lr=1e-3, weight_decay=1e-4,
+                 steps=steps, eval_every=eval_every)
+    spec = SweepSpec("bench", "", "default", fixed, {"seed": list(range(runs))}, "")
+    [bucket] = sweep.plan_runs(spec)
+    [chunk] = sweep.plan_chunks([bucket], 2**62, 1)
+    table = data.operation_table(groups.parse_group(group), 2)
+    hparams, split, seeds = sweep.chunk_arrays(chunk)
+    args = (hparams, split, jax.vmap(jax.random.PRNGKey)(seeds), Task(*table))
+    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("runs",))
+    program = sweep.compile_program(bucket.static, args, mesh)
+    hparams, split, keys, task = args
+    state = program.init(hparams, keys)
+    state, _ = program.segment(state, hparams, split, task)  # warm-up
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics = program.segment(state, hparams, split, task)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    steps_per_call = program.evals_per_segment * eval_every
+    rate = runs * steps_per_call / statistics.median(times)
+    flops = rate * useful_flops_per_run_step(int(group), width, bucket.train_rows, eval_every)
+    memory = program.segment.memory_analysis()
+    mib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+           + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**20
+    return Row(label, runs, eval_every, program.compile_seconds, rate, flops / 1e9, flops / peak,
+               mib)
+
+
+def markdown(rows: list[Row], peak: float) -> str:
+    lines = [
+        f"float32 matmul peak measured in-process: {peak / 1e9:.1f} GFLOP/s "
+        f"({jax.devices()[0].device_kind}, {jax.default_backend()}, jax {jax.__version__})",
+        "",
+        "| bucket | R | eval every | compile s | run-steps/s | per-run steps/s | GFLOP/s | "
+        "of peak | XLA memory MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.bucket} | {r.runs} | {r.eval_every} | {r.compile_seconds:.2f} | "
+            f"{r.run_steps_per_second:,.0f} | {r.run_steps_per_second / r.runs:,.1f} | "
+            f"{r.gflops:.1f} | {r.peak_fraction:.0%} | {r.memory_mib:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
+    parser.add_argument("--eval-every", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--buckets", type=int, nargs="+", default=list(range(len(BUCKETS))),
+                        help="indices into the standard buckets")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    args = parser.parse_args(argv)
+    peak = matmul_peak()
+    print(f"matmul peak {peak / 1e9:.1f} GFLOP/s", file=sys.stderr)
+    rows = []
+    for index in args.buckets:
+        label, group, width, test_size = BUCKETS[index]
+        for eval_every in args.eval_every:
+            for runs in args.runs:
+                bucket_bytes = sweep.bytes_per_run(sweep.plan_runs(SweepSpec(
+                    "b", "", "default", dict(group=group, K=width, test_size=test_size,
+                                             steps=eval_every, eval_every=eval_every),
+                    {"seed": [0]}, ""))[0])
+                if runs * bucket_bytes > MEMORY_BUDGET:
+                    print(f"skip {label} R={runs}: ~{runs * bucket_bytes / 2**30:.1f} GiB",
+                          file=sys.stderr)
+                    break
+                row = measure(label, group, width, test_size, runs, eval_every, peak,
+                              args.repeats)
+                rows.append(row)
+                print(markdown([row], peak).splitlines()[-1], file=sys.stderr)
+                call_seconds = runs * max(eval_every, 8) / row.run_steps_per_second
+                if call_seconds > MAX_CALL_SECONDS:
+                    break
+    table = markdown(rows, peak)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.md").write_text(table + "\n")
+    with open(args.out / "bench.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["bucket", "runs", "eval_every", "compile_seconds",
+                         "run_steps_per_second", "gflops", "peak_fraction", "memory_mib",
+                         "peak_gflops", "device_kind"])
+        for r in rows:
+            writer.writerow([r.bucket, r.runs, r.eval_every, f"{r.compile_seconds:.3f}",
+                             f"{r.run_steps_per_second:.1f}", f"{r.gflops:.2f}",
+                             f"{r.peak_fraction:.4f}", f"{r.memory_mib:.1f}",
+                             f"{peak / 1e9:.1f}", jax.devices()[0].device_kind])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

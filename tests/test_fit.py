@@ -1,0 +1,322 @@
+"""Scaling-law fits on synthetic runs tables with planted laws (test_plot.py reuses the tables)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokjax import fit
+
+ORDERS = (23, 41, 71, 97, 127)
+PLANTED_C = 2.75  # p* = c ln M / M, i.e. b = 1 and g = 1 in p* = a M^-b (ln M)^g
+PLANTED_WD_SLOPE = -1.0
+
+# Every runs-table column, with the value a synthetic run gets unless a generator sets it.
+DEFAULTS = {
+    "sweep": "synthetic", "group_name": None, "group_abelian": True, "max_irrep_degree": 1,
+    "num_ops": 2, "K": 512, "activation": "sqr", "loss": "mse", "optimizer": "adam", "lr": 5e-4,
+    "weight_decay": 2e-4, "seed": 0, "critical_ratio_delta": np.nan, "steps": 3000,
+    "eval_every": 10, "other_layers": 0, "ridge_lambda": np.nan,
+    "top_layer_init_multiplier": 1.0, "output_multiplier": 1.0, "final_train_acc": 1.0,
+    "final_train_loss": 1e-3, "final_test_loss": 0.5, "min_train_loss": 1e-3,
+    "min_test_loss": 0.4, "step_train_acc_1": 100, "step_test_acc_050": pd.NA,
+    "step_test_acc_090": pd.NA, "step_test_acc_095": pd.NA, "step_test_acc_099": pd.NA,
+    "diverged": False, "diverged_step": pd.NA, "wall_seconds": 1.0,
+}
+DTYPES = {"sweep": "string", "run_id": "string", "group": "string", "group_name": "string",
+          "step_train_acc_1": "Int64", "step_test_acc_050": "Int64", "step_test_acc_090": "Int64",
+          "step_test_acc_095": "Int64", "step_test_acc_099": "Int64", "diverged_step": "Int64"}
+
+
+def runs_table(M, train_fraction, generalized, **columns) -> pd.DataFrame:
+    """A runs table with the real schema: given columns, derived split columns, defaults."""
+    M = np.asarray(M)
+    n_train = np.maximum(np.round(np.asarray(train_fraction) * M**2), 1).astype(np.int64)
+    generalized = np.asarray(generalized, dtype=bool)
+    frame = pd.DataFrame({"group": M.astype(str), "M": M.astype(np.int64),
+                          "train_fraction": n_train / M**2, "n_train": n_train,
+                          "n_test": M**2 - n_train, "test_size": 1 - n_train / M**2,
+                          "c_eff": n_train / (M * np.log(M)), "generalized": generalized,
+                          "final_test_acc": np.where(generalized, 1.0, 0.3),
+                          "best_test_acc": np.where(generalized, 1.0, 0.4),
+                          "best_train_acc": 1.0})
+    for name, value in (DEFAULTS | columns).items():
+        frame[name] = value
+    frame["group_name"] = "Z_" + frame["group"]
+    frame["run_id"] = [f"run{i:05d}" for i in range(len(frame))]
+    return frame.astype(DTYPES)
+
+
+def boundary_runs(rng, orders=ORDERS, c=PLANTED_C, width=0.2, seeds=12, n_p=7, span=0.8):
+    """Planted boundary: P(generalized) = logistic((log p − log p*)/width), p* = c ln M / M, on a
+    p grid spanning ±span around a centre jittered off p* (real grids are not centred on it)."""
+    orders = np.asarray(orders)
+    log_p_star = np.log(c * np.log(orders) / orders)
+    centre = log_p_star + rng.uniform(-0.25, 0.25, len(orders))
+    log_p = centre[:, None] + np.linspace(-span, span, n_p)  # (groups, p)
+    shape = (len(orders), n_p, seeds)
+    M = np.broadcast_to(orders[:, None, None], shape).ravel()
+    p = np.broadcast_to(np.exp(log_p)[:, :, None], shape).ravel()
+    p = np.round(p * M**2) / M**2  # the fraction a run really trains on
+    logit = (np.log(p) - np.repeat(log_p_star, n_p * seeds)) / width
+    generalized = rng.random(M.size) < 1 / (1 + np.exp(-logit))
+    seed = np.tile(np.arange(seeds), len(orders) * n_p)
+    return runs_table(M, p, generalized, seed=seed)
+
+
+def wd_runs(rng, etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), seeds=8, slope=PLANTED_WD_SLOPE,
+            noise=0.25, steps=30_000, eval_every=10):
+    """Planted grokking time t = 0.2·η^slope·lognormal(noise), seen at the eval cadence; runs
+    that would need more than ``steps`` never reach the threshold; η = 0 never groks."""
+    eta = np.repeat(np.array([0.0, *etas]), seeds)
+    with np.errstate(divide="ignore"):
+        t = 0.2 * eta**slope * np.exp(noise * rng.standard_normal(eta.size))
+    t = np.ceil(t / eval_every) * eval_every
+    reached = t <= steps
+    step = pd.array(np.where(reached, t, 0).astype(np.int64), dtype="Int64")
+    step[~reached] = pd.NA
+    return runs_table(np.full(eta.size, 71), 0.4, reached, weight_decay=eta,
+                      seed=np.tile(np.arange(seeds), len(etas) + 1), steps=steps,
+                      eval_every=eval_every, step_test_acc_095=step)
+
+
+def width_runs(rng, order=23, widths=(8, 16, 32, 44, 64, 128, 256), n_trains=(60, 120, 240, 480),
+               seeds=5):
+    """Planted memorization width K_mem(n) = 2·sqrt(n) and generalization from K ≥ 2M − 2."""
+    K = np.repeat(np.array(widths), len(n_trains) * seeds)
+    n = np.tile(np.repeat(np.array(n_trains), seeds), len(widths))
+    memorized = K >= 2 * np.sqrt(n) * np.exp(0.1 * rng.standard_normal(K.size))
+    generalized = (K >= 2 * order - 2) & (n >= 240)
+    return runs_table(np.full(K.size, order), n / order**2, generalized, K=K,
+                      final_train_acc=np.where(memorized, 1.0, 0.8),
+                      seed=np.tile(np.arange(seeds), len(widths) * len(n_trains)))
+
+
+def lr_runs(rng, lrs=(5e-4, 1e-3, 2e-3, 5e-3), fractions=(0.2, 0.3), seeds=10):
+    lr = np.repeat(np.array(lrs), len(fractions) * seeds)
+    p = np.tile(np.repeat(np.array(fractions), seeds), len(lrs))
+    generalized = rng.random(lr.size) < np.clip(1.5 - lr / 4e-3, 0, 1)
+    return runs_table(np.full(lr.size, 71), p, generalized, lr=lr,
+                      seed=np.tile(np.arange(seeds), len(lrs) * len(fractions)))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+# ---------------------------------------------------------------------------------------------
+# The issue bar: calibrated intervals on the boundary law
+
+
+def test_boundary_law_intervals_cover_planted_values_in_50_draws():
+    rng = np.random.default_rng(2025)
+    draws = 50
+    hits = {"c": 0, "b_g1": 0, "b_free": 0}
+    group_hits = group_total = 0
+    for draw in range(draws):
+        runs = boundary_runs(rng)
+        boundary = fit.generalization_boundary(runs, n_boot=200, seed=draw)
+        law = fit.boundary_law(boundary).table.iloc[0]
+        hits["c"] += law.c_lo <= PLANTED_C <= law.c_hi
+        hits["b_g1"] += law.b_g1_lo <= 1 <= law.b_g1_hi
+        hits["b_free"] += law.b_free_lo <= 1 <= law.b_free_hi
+        true_p_star = PLANTED_C * np.log(boundary.table.M) / boundary.table.M
+        group_hits += ((boundary.table.p_star_lo <= true_p_star)
+                       & (true_p_star <= boundary.table.p_star_hi)).sum()
+        group_total += len(true_p_star)
+    coverage = {name: float(hit / draws) for name, hit in hits.items()}
+    print(f"coverage over {draws} draws: {coverage}; per-group p*: {group_hits / group_total:.3f}")
+    assert all(value >= 0.9 for value in coverage.values()), coverage
+    assert group_hits / group_total >= 0.85
+
+
+def test_boundary_recovers_planted_p_star_per_group(rng):
+    boundary = fit.generalization_boundary(boundary_runs(rng, seeds=20), n_boot=300)
+    assert boundary.status == "ok" and boundary.n_runs == 5 * 7 * 20
+    table = boundary.table
+    assert list(table.M) == list(ORDERS) and (table.status == "ok").all()
+    true_p_star = PLANTED_C * np.log(table.M) / table.M
+    assert np.allclose(table.p_star, true_p_star, rtol=0.15)
+    assert (table.p_star_lo < table.p_star).all() and (table.p_star < table.p_star_hi).all()
+    assert set(boundary.detail.columns) >= {"train_fraction", "n", "n_generalized", "fraction",
+                                            "fraction_lo", "fraction_hi"}
+
+
+def test_boundary_law_reports_c_b_and_method(rng):
+    law = fit.boundary_law(fit.generalization_boundary(boundary_runs(rng, seeds=20), n_boot=200))
+    row = law.table.iloc[0]
+    assert law.status == "ok" and row.n_groups == 5 and row.c_reference == fit.REFERENCE_C
+    assert row.c_lo < row.c < row.c_hi and abs(row.c - PLANTED_C) < 0.3
+    assert row.b_g1_lo < row.b_g1 < row.b_g1_hi and abs(row.b_g1 - 1) < 0.3
+    assert np.isfinite([row.b_free, row.g_free, row.a_free]).all()
+    assert "g fixed at 1" in law.method
+
+
+# ---------------------------------------------------------------------------------------------
+# Degenerate inputs: a status and a message, never a crash or an invented number
+
+
+def _boundary_row(runs):
+    result = fit.generalization_boundary(runs, n_boot=50)
+    return result, result.table.iloc[0]
+
+
+@pytest.mark.parametrize("generalized, status, bound", [(True, "all generalized", "p* <"),
+                                                        (False, "none generalized", "p* >")])
+def test_boundary_all_or_none_generalized(generalized, status, bound):
+    p = np.repeat([0.1, 0.2, 0.3], 4)
+    result, row = _boundary_row(runs_table(np.full(12, 41), p, np.full(12, generalized)))
+    assert result.status == "insufficient" and row.status == status and bound in row.message
+    assert np.isnan([row.p_star, row.p_star_lo, row.p_star_hi]).all()
+    law = fit.boundary_law(result)
+    assert law.status == "insufficient" and np.isnan(law.table.c.iloc[0])
+    assert "needs ≥ 3 groups" in law.table.message.iloc[0]
+
+
+def test_boundary_one_seed_per_cell_and_single_p():
+    _, row = _boundary_row(runs_table(np.full(3, 41), [0.1, 0.2, 0.3], [False, True, True]))
+    assert row.status == "too few seeds" and np.isnan(row.p_star)
+    _, row = _boundary_row(runs_table(np.full(6, 41), 0.2, [False, True] * 3))
+    assert row.status == "single p" and np.isnan(row.p_star)
+
+
+def test_boundary_leaves_out_a_single_seed_cell_and_says_so(rng):
+    runs = boundary_runs(rng, orders=(41,), seeds=8)
+    lonely = runs[runs.train_fraction == runs.train_fraction.max()].index[1:]
+    result, row = _boundary_row(runs.drop(index=lonely))
+    assert row.status == "ok" and row.n_p == 6 and row.n_runs == 48
+    assert "1 cell(s) with a single seed left out" in row.message
+
+
+def test_boundary_separated_reports_bracket_not_a_fit():
+    p = np.repeat([0.1, 0.2, 0.3, 0.4], 5)
+    _, row = _boundary_row(runs_table(np.full(20, 41), p, p >= 0.3))
+    assert row.status == "separated" and "bracketed" in row.message
+    assert row.p_star_lo == pytest.approx(0.2, rel=0.02)
+    assert row.p_star_hi == pytest.approx(0.3, rel=0.02)
+
+
+def test_boundary_decreasing_and_outside_grid():
+    p = np.repeat([0.1, 0.2, 0.3, 0.4], 5)
+    falling = np.tile([1, 1, 1, 0, 0], 4).astype(bool) ^ (p >= 0.3)  # 3/5, 3/5, 2/5, 2/5
+    _, row = _boundary_row(runs_table(np.full(20, 41), p, falling))
+    assert row.status in ("not increasing", "outside grid") and np.isnan(row.p_star)
+    barely = np.isin(np.arange(20), [19])  # one run generalized, at the largest p
+    _, row = _boundary_row(runs_table(np.full(20, 41), p, barely))
+    assert row.status == "outside grid" and "extend the grid" in row.message
+
+
+def test_unfinished_and_diverged_runs_are_excluded_with_reasons(rng):
+    runs = boundary_runs(rng, orders=(41,), seeds=8)
+    runs.loc[0, "final_test_acc"] = np.nan
+    runs.loc[1, ["diverged", "diverged_step"]] = [True, 250]
+    result = fit.generalization_boundary(runs, n_boot=50)
+    assert result.n_runs == len(runs) - 2
+    reasons = dict(zip(result.excluded.run_id, result.excluded.reason, strict=True))
+    assert reasons == {"run00000": "unfinished: final_test_acc is NaN",
+                       "run00001": "diverged at step 250"}
+
+
+def test_empty_table_and_missing_columns():
+    empty = runs_table(np.array([], dtype=int), 0.2, np.array([], dtype=bool))
+    for result in fit.fit_all(empty).values():
+        assert result.status == "unsupported" and "empty" in result.message
+    assert fit.generalization_boundary(empty).status == "insufficient"
+    assert fit.wd_speed(empty).status == "insufficient"
+    lacking = fit.wd_speed(pd.DataFrame({"weight_decay": [1e-4], "final_test_acc": [1.0]}))
+    assert lacking.status == "unsupported" and "step_test_acc_095" in lacking.message
+    assert fit.boundary_law(pd.DataFrame()).status == "insufficient"
+
+
+def test_all_runs_diverged(rng):
+    runs = boundary_runs(rng, orders=(23, 41, 71), seeds=4).assign(diverged=True, diverged_step=7)
+    results = fit.fit_all(runs, n_boot=20)
+    assert results["generalization_boundary"].status == "insufficient"
+    assert results["boundary_law"].status == "unsupported"
+    assert results["collapse"].status == "insufficient"
+    assert len(results["collapse"].excluded) == len(runs)
+
+
+def test_optional_columns_are_not_required(rng):
+    runs = boundary_runs(rng, orders=(23, 41, 71), seeds=8)
+    slim = runs[["group", "M", "train_fraction", "generalized", "c_eff"]]
+    assert fit.generalization_boundary(slim, n_boot=50).status == "ok"
+    assert fit.collapse(slim).status == "ok"
+
+
+def test_boundary_law_with_three_groups_skips_free_form(rng):
+    boundary = fit.generalization_boundary(boundary_runs(rng, orders=(23, 71, 127)), n_boot=100)
+    row = fit.boundary_law(boundary).table.iloc[0]
+    assert row.status == "ok" and np.isfinite(row.c) and np.isfinite(row.b_g1)
+    assert np.isnan(row.b_free) and "≥ 4 groups" in row.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight decay, learning rate, collapse, width
+
+
+def test_wd_speed_recovers_planted_slope(rng):
+    result = fit.wd_speed(wd_runs(rng))
+    row = result.table.iloc[0]
+    assert result.usable and row.b_lo <= PLANTED_WD_SLOPE <= row.b_hi
+    assert abs(row.b - PLANTED_WD_SLOPE) < 0.15
+    per_eta = result.detail.set_index("eta")
+    assert list(per_eta.index) == [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]  # η = 0 is left out
+    assert per_eta.n_never.sum() + per_eta.n_grokked.sum() == 40
+    reasons = result.excluded.reason.value_counts()
+    assert reasons["weight_decay ≤ 0: log η undefined"] == 8
+
+
+def test_wd_speed_where_nothing_grokked(rng):
+    runs = wd_runs(rng, steps=5)
+    result = fit.wd_speed(runs)
+    assert result.status == "insufficient" and "no run" in result.message
+    assert result.detail.n_never.sum() == 40
+
+
+def test_lr_effect_wilson_intervals(rng):
+    result = fit.lr_effect(lr_runs(rng))
+    table = result.table
+    assert result.status == "ok" and len(table) == 8
+    assert ((table.fraction_lo <= table.fraction) & (table.fraction <= table.fraction_hi)).all()
+    lo, hi = fit.wilson_interval(0, 10)
+    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-3)  # textbook Wilson value
+
+
+def test_collapse_bins_by_c_eff(rng):
+    result = fit.collapse(boundary_runs(rng))
+    table = result.table
+    assert result.status == "ok" and table.group.nunique() == 5
+    assert table.n.sum() == result.n_runs == 5 * 7 * 12
+    assert ((table.c_eff_bin_lo <= table.c_eff) & (table.c_eff <= table.c_eff_bin_hi)).all()
+
+
+def test_memorization_width(rng):
+    result = fit.memorization_width(width_runs(rng))
+    detail = result.detail.set_index("n_train")
+    assert list(detail.K_predicted.unique()) == [44]
+    # planted 2·sqrt(n) ≈ 15.5, 21.9, 31.0, 43.8 (±10% per run) on the grid 8, 16, 32, 44, 64
+    assert list(detail.K_mem[:3]) == [16, 32, 32] and detail.K_mem[480] in (44, 64)
+    assert detail.loc[240, "K_gen"] == 44 and np.isnan(detail.loc[60, "K_gen"])
+    row = result.table.iloc[0]
+    assert row.status == "ok" and row.n_points == 4 and row.slope_lo < 0.5 < row.slope_hi
+
+
+def test_fit_all_runs_what_the_table_supports(rng):
+    results = fit.fit_all(boundary_runs(rng, orders=(23, 41, 71)), n_boot=50)
+    assert results["generalization_boundary"].status == "ok"
+    assert results["boundary_law"].status == "ok"
+    assert results["collapse"].status == "ok"
+    for name in ("wd_speed", "lr_effect", "memorization_width"):
+        assert results[name].status == "unsupported"
+    assert "weight_decay is constant (0.0002)" in results["wd_speed"].message
+    wd = fit.fit_all(wd_runs(rng))
+    assert wd["wd_speed"].usable and wd["generalization_boundary"].status == "unsupported"
+
+
+def test_conditions_split_fits(rng):
+    runs = pd.concat([boundary_runs(rng, orders=(23, 41, 71)).assign(lr=lr)
+                      for lr in (5e-4, 5e-3)], ignore_index=True)
+    boundary = fit.generalization_boundary(runs, n_boot=50)
+    assert len(boundary.table) == 6 and set(boundary.table.condition) == {"lr=0.0005", "lr=0.005"}
+    assert len(fit.boundary_law(boundary).table) == 2
