@@ -12,7 +12,7 @@ EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: install test lint sweep-wd sweep plan clean
+.PHONY: install test lint sweep-wd sweep-ratio sweep-width sweep plan fit report clean
 
 install: $(STAMP)
 
@@ -31,6 +31,22 @@ lint: $(STAMP)
 # make sweep-wd [SCALE=paper]: writes results/wd (results/wd-paper at paper scale)
 sweep-wd: $(STAMP)
 	$(BIN)/grokjax sweep sweeps/wd.toml --scale $(SCALE) --results $(RESULTS)
+
+sweep-ratio: $(STAMP)
+	$(BIN)/grokjax sweep sweeps/ratio.toml --scale $(SCALE) --results $(RESULTS)
+
+sweep-width: $(STAMP)
+	$(BIN)/grokjax sweep sweeps/width.toml --scale $(SCALE) --results $(RESULTS)
+
+# make fit|report [SWEEP=ratio]: every results directory when SWEEP is not given
+SWEEP ?=
+SWEEP_DIRS = $(if $(SWEEP),$(RESULTS)/$(SWEEP),$(patsubst %/,%,$(dir $(wildcard $(RESULTS)/*/_plan.json))))
+
+fit: $(STAMP)
+	@for d in $(SWEEP_DIRS); do echo "## $$d"; $(BIN)/grokjax fit $$d || exit 1; done
+
+report: $(STAMP)
+	@for d in $(SWEEP_DIRS); do $(BIN)/grokjax report $$d || exit 1; done
 
 # make sweep NAME=<file in sweeps/> [SCALE=...]
 sweep: $(STAMP)

@@ -100,6 +100,12 @@ def test_cli_sweep_writes_tables_and_prints_a_summary(tmp_path, capsys):
     assert (results_root / "tiny" / "_manifest.json").exists()
     assert cli.main(["summary", str(results_root / "tiny")]) == 0
     assert cli.main(["plan", str(path)]) == 0
+    assert cli.main(["fit", str(results_root / "tiny"), "--bootstrap", "50"]) == 0
+    assert "wd_speed" in capsys.readouterr().out
+    assert cli.main(["report", str(results_root / "tiny"), "--bootstrap", "50"]) == 0
+    report = (results_root / "tiny" / "_report" / "report.md").read_text()
+    assert "weight decay" in report.lower()
+    assert cli.main(["fit", str(tmp_path / "nothing")]) == 2
 
 
 def test_cli_list_names_every_choice(capsys):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -57,40 +58,84 @@ def print_summary(out_dir: Path, by: list[str]) -> None:
 
 def cmd_sweep(args) -> int:
     sweep_spec = spec.load(args.file, args.scale)
+    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+        sweep.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    import jax
+
+    process = jax.process_index()
+    budget = args.memory_budget or sweep.default_memory_budget()
+    if process == 0:
+        print(sweep.describe_plan(sweep_spec, budget, jax.local_device_count(),
+                                  jax.process_count()), flush=True)
     report = sweep.run_sweep(sweep_spec, args.results, out_dir=args.out,
-                             overwrite=args.overwrite, memory_budget=args.memory_budget,
+                             overwrite=args.overwrite, memory_budget=budget,
                              progress=not args.no_progress)
     compile_text = ", ".join(f"{b}: {s:.1f}s" for b, s in report.compile_seconds.items())
-    print(f"chunks run {report.chunks_run}, skipped (already done) {report.chunks_skipped}; "
+    print(f"{f'process {process}: ' if jax.process_count() > 1 else ''}"
+          f"chunks run {report.chunks_run}, skipped (already done) {report.chunks_skipped}; "
           f"compile {compile_text or 'none'}; training {report.train_seconds:.1f}s, "
           f"{report.run_steps_per_second:,.0f} run-steps/s")
-    print_summary(report.out_dir, grid_axes(sweep_spec))
+    if process == 0:
+        print_summary(report.out_dir, grid_axes(sweep_spec))
     return 0
 
 
 def cmd_plan(args) -> int:
     sweep_spec = spec.load(args.file, args.scale)
-    buckets = sweep.plan_runs(sweep_spec)
-    budget = args.memory_budget or sweep.default_memory_budget()
     import jax
 
-    chunks = sweep.plan_chunks(buckets, budget, jax.local_device_count())
-    print(f"{sweep_spec.output_name}: {sum(len(b.runs) for b in buckets)} runs, "
-          f"{len(buckets)} bucket(s), {len(chunks)} chunk(s), "
-          f"memory budget {budget / 2**20:.0f} MiB per device")
-    for bucket in buckets:
-        n_chunks = sum(c.bucket is bucket for c in chunks)
-        print(f"  bucket {bucket.id}: group {bucket.group}, {bucket.static}, "
-              f"{len(bucket.runs)} runs, ~{sweep.bytes_per_run(bucket) / 2**20:.1f} MiB/run, "
-              f"{n_chunks} chunk(s)")
+    budget = args.memory_budget or sweep.default_memory_budget()
+    print(sweep.describe_plan(sweep_spec, budget, jax.local_device_count()))
     return 0
 
 
 def cmd_summary(args) -> int:
     out_dir = Path(args.dir)
     plan = json.loads((out_dir / sweep.PLAN_FILE).read_text())
-    sweep_spec = spec.parse((out_dir / "_sweep.toml").read_text(), plan["scale"])
+    sweep_spec = spec.parse((out_dir / sweep.SWEEP_FILE).read_text(), plan["scale"])
     print_summary(out_dir, grid_axes(sweep_spec))
+    return 0
+
+
+def _results_dir(path: str) -> Path:
+    directory = Path(path)
+    if not any(directory.glob("runs-*.parquet")):
+        raise spec.SpecError([f"no runs tables in {directory}; run `grokjax sweep` first"])
+    return directory
+
+
+def cmd_fit(args) -> int:
+    """Every scaling-law fit the table supports, printed; the others say why not."""
+    from grokjax import fit
+
+    runs = results.read_runs(_results_dir(args.dir))
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        for name, result in fit.fit_all(runs, n_boot=args.bootstrap).items():
+            print(f"\n== {name}: {result.status}. {result.message}")
+            if result.usable:
+                print(f"   ({result.n_runs} runs, {len(result.excluded)} excluded; "
+                      f"{result.method})")
+                print(result.table.to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from grokjax import plot
+
+    directory = _results_dir(args.dir)
+    curves_dir = directory / results.CURVES_DIR
+    curves = results.read_curves(directory) if curves_dir.is_dir() else None
+    out_dir = Path(args.out) if args.out else directory / "_figures"
+    for name, outcome in plot.plot_all(results.read_runs(directory), curves, out_dir).items():
+        print(f"{name}: {outcome.path or 'skipped: ' + str(outcome.reason)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from grokjax import report
+
+    path = report.write_report(_results_dir(args.dir), args.out, n_boot=args.bootstrap)
+    print(f"wrote {path}")
     return 0
 
 
@@ -126,11 +171,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="replace results of a different sweep in the output directory")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    hosts = run.add_argument_group(
+        "several processes (hosts)", "each trains every n-th chunk; on a TPU VM pod slice "
+        "--distributed alone is enough. Defaults come from GROKJAX_DISTRIBUTED=1, "
+        "GROKJAX_COORDINATOR, GROKJAX_NUM_PROCESSES, GROKJAX_PROCESS_ID")
+    hosts.add_argument("--distributed", action="store_true",
+                       default=os.environ.get("GROKJAX_DISTRIBUTED", "0") not in ("", "0"),
+                       help="call jax.distributed.initialize() first")
+    hosts.add_argument("--coordinator", default=os.environ.get("GROKJAX_COORDINATOR"),
+                       metavar="HOST:PORT", help="process 0's address, e.g. 127.0.0.1:8476")
+    hosts.add_argument("--num-processes", type=int,
+                       default=os.environ.get("GROKJAX_NUM_PROCESSES"))
+    hosts.add_argument("--process-id", type=int, default=os.environ.get("GROKJAX_PROCESS_ID"))
     run.set_defaults(func=cmd_sweep)
     with_file("plan", "validate a sweep file and show its buckets and chunks; trains "
                       "nothing").set_defaults(func=cmd_plan)
     commands.add_parser("list", help="list the available groups, activations, losses and "
                                      "optimizers").set_defaults(func=cmd_list)
+    for name, func, help_text in (
+            ("fit", cmd_fit, "fit the scaling laws to a results directory"),
+            ("plot", cmd_plot, "draw the figures of a results directory (PNG)"),
+            ("report", cmd_report, "fits, figures and provenance as a Markdown report")):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("dir", help="e.g. results/ratio")
+        if name != "plot":
+            sub.add_argument("--bootstrap", type=int, default=1000,
+                             help="bootstrap replicates for the confidence intervals")
+        sub.add_argument("--out", default=None, help="output file (report) or directory (plot)")
+        sub.set_defaults(func=func)
     summary = commands.add_parser("summary", help="summarise a results directory")
     summary.add_argument("dir", help="e.g. results/wd")
     summary.set_defaults(func=cmd_summary)
@@ -144,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     except spec.SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except sweep.SweepIncomplete as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
