@@ -1,15 +1,18 @@
 # grokjax: `make sweep-wd` and `make test` work on a fresh machine (they create .venv first).
-# On a GPU host: `make sweep-wd SCALE=paper ACCEL=cuda`; on every worker of a TPU VM:
-# `make sweep-wd SCALE=paper ACCEL=tpu`.
+# On a GPU host: `make sweep-wd SCALE=paper ACCEL=cuda`; on every worker of a TPU VM pod slice:
+# `make sweep-wd SCALE=paper ACCEL=tpu DISTRIBUTED=1` (see README, "Running on GPU and TPU").
 
 PYTHON ?= python3
 VENV ?= .venv
 SCALE ?= default
 ACCEL ?=
 RESULTS ?= results
+DISTRIBUTED ?=
 comma := ,
 EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
 BIN := $(VENV)/bin
+# DISTRIBUTED=1: every worker of a multi-host job trains its share (jax.distributed)
+SWEEP_FLAGS := --scale $(SCALE) --results $(RESULTS)$(if $(DISTRIBUTED), --distributed)
 STAMP := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
 .PHONY: install test lint sweep-wd sweep-ratio sweep-width sweep plan fit report clean
@@ -30,13 +33,13 @@ lint: $(STAMP)
 
 # make sweep-wd [SCALE=paper]: writes results/wd (results/wd-paper at paper scale)
 sweep-wd: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/wd.toml --scale $(SCALE) --results $(RESULTS)
+	$(BIN)/grokjax sweep sweeps/wd.toml $(SWEEP_FLAGS)
 
 sweep-ratio: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/ratio.toml --scale $(SCALE) --results $(RESULTS)
+	$(BIN)/grokjax sweep sweeps/ratio.toml $(SWEEP_FLAGS)
 
 sweep-width: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/width.toml --scale $(SCALE) --results $(RESULTS)
+	$(BIN)/grokjax sweep sweeps/width.toml $(SWEEP_FLAGS)
 
 # make fit|report [SWEEP=ratio]: every results directory when SWEEP is not given
 SWEEP ?=
@@ -50,7 +53,7 @@ report: $(STAMP)
 
 # make sweep NAME=<file in sweeps/> [SCALE=...]
 sweep: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/$(NAME).toml --scale $(SCALE) --results $(RESULTS)
+	$(BIN)/grokjax sweep sweeps/$(NAME).toml $(SWEEP_FLAGS)
 
 plan: $(STAMP)
 	$(BIN)/grokjax plan sweeps/$(or $(NAME),wd).toml --scale $(SCALE)

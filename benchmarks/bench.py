@@ -76,7 +76,7 @@ def measure(label: str, group: str, width: int, test_size: float, runs: int, eva
     steps = 2 * max(eval_every, 8)  # at least two segment calls
     fixed = dict(group=group, K=width, test_size=test_size, lr=1e-3, weight_decay=1e-4,
                  steps=steps, eval_every=eval_every)
-    spec = SweepSpec("bench", "", "default", fixed, {"seed": list(range(runs))}, "")
+    spec = SweepSpec("bench", "", "default", fixed, ({"seed": list(range(runs))},), "")
     [bucket] = sweep.plan_runs(spec)
     [chunk] = sweep.plan_chunks([bucket], 2**62, 1)
     table = data.operation_table(groups.parse_group(group), 2)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 bucket_bytes = sweep.bytes_per_run(sweep.plan_runs(SweepSpec(
                     "b", "", "default", dict(group=group, K=width, test_size=test_size,
                                              steps=eval_every, eval_every=eval_every),
-                    {"seed": [0]}, ""))[0])
+                    ({"seed": [0]},), ""))[0])
                 if runs * bucket_bytes > MEMORY_BUDGET:
                     print(f"skip {label} R={runs}: ~{runs * bucket_bytes / 2**30:.1f} GiB",
                           file=sys.stderr)

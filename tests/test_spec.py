@@ -114,3 +114,32 @@ def test_cli_list_names_every_choice(capsys):
     for choices in spec.CHOICES.values():
         assert all(name in out for name in choices)
     assert "dihedral" in out and "2x3x4" in out
+
+
+def test_several_grids_pool_their_runs_and_scales_override_each():
+    text = TINY_SWEEP.replace("[grid]\nweight_decay = [0.0, 1e-3, 1e-2]\nseed = [0, 1, 2]\n", """
+[[grid]]
+weight_decay = [0.0, 1e-3]
+seed = [0, 1]
+
+[[grid]]
+ridge_lambda = [1e-3]
+seed = [0]
+
+[scale.more.grid]
+seed = [7, 8, 9]
+""")
+    sweep_spec = spec.parse(text)
+    runs = sweep_spec.runs()
+    assert len(runs) == 4 + 1
+    assert [r.ridge_lambda for r in runs] == [None] * 4 + [1e-3]
+    assert sweep_spec.axes == ["weight_decay", "seed", "ridge_lambda"]
+    more = spec.parse(text, scale="more").runs()
+    assert len(more) == 2 * 3 + 3 and {r.seed for r in more} == {7, 8, 9}
+
+
+def test_invalid_variant_combinations_are_reported():
+    text = TINY_SWEEP.replace("lr = 0.01", 'lr = 0.01\ncomplex_weights = true\nactivation = "relu"')
+    assert "complex_weights needs activation = 'sqr'" in problems(text)
+    assert "imag_init_scale needs complex_weights" in problems(
+        TINY_SWEEP.replace("lr = 0.01", "lr = 0.01\nimag_init_scale = 1.0"))

@@ -52,37 +52,15 @@ def test_table_rows_equal_the_run_trained_alone(tiny):
     train_idx, _ = data.split(49, 0.4, 2)
     is_train = np.zeros(49, bool)
     is_train[train_idx] = True
-    hp = HParams(*(jnp.float32(v) for v in (0.01, 1e-2, 0.0, 1.0, 1.0)))
+    hp = HParams(*(jnp.float32(v) for v in (0.01, 1e-2, 0.0, 1.0, 1.0, 0.0)))
     alone = jax.jit(make_train(bucket.static).train)(
         hp, Split(jnp.asarray(train_idx), jnp.asarray(is_train)), jax.random.PRNGKey(2),
         Task(*map(jnp.asarray, table)))
     mine = curves[curves["run_id"] == row["run_id"]].sort_values("step")
-    np.testing.assert_allclose(mine["test_loss"], alone.metrics.test_loss, rtol=2e-6)
-    np.testing.assert_allclose(mine["train_acc"], alone.metrics.train_acc, atol=1e-6)
+    np.testing.assert_allclose(mine["test_loss"], alone.metrics["test_loss"], rtol=2e-6)
+    np.testing.assert_allclose(mine["train_acc"], alone.metrics["train_acc"], atol=1e-6)
     assert row["n_train"] == len(train_idx) == 29
     assert row["final_test_loss"] == mine["test_loss"].iloc[-1]
-
-
-def test_one_device_and_four_devices_write_the_same_tables(tiny, tmp_path):
-    """Same runs, same numbers. XLA:CPU compiles the Adam step of a 9-run and of a 3-run batch
-    into loops that round differently in the last bit (the gradients themselves agree
-    bitwise), so losses match to float32 rounding (observed 2e-7 relative) rather than bitwise;
-    accuracies, summaries and every config column are exact."""
-    assert jax.local_device_count() == 4, "conftest asks XLA for 4 CPU devices"
-    _, report = tiny  # 9 runs on 4 devices: padded to 12
-    single = sweep.run_sweep(spec.parse(TINY_SWEEP), out_dir=tmp_path / "one", progress=False,
-                             devices=jax.local_devices()[:1])
-    losses = [c for c in results.RUNS_DTYPES if c.endswith("_loss")]
-    one, four = (without_timing(results.read_runs(r.out_dir)) for r in (single, report))
-    pd.testing.assert_frame_equal(one.drop(columns=losses), four.drop(columns=losses),
-                                  check_exact=True)
-    pd.testing.assert_frame_equal(one[losses], four[losses], rtol=1e-6)
-    sort = ["run_id", "step"]
-    one, four = (results.read_curves(r.out_dir).sort_values(sort).reset_index(drop=True)
-                 for r in (single, report))
-    pd.testing.assert_frame_equal(one.drop(columns=["train_loss", "test_loss"]),
-                                  four.drop(columns=["train_loss", "test_loss"]), check_exact=True)
-    pd.testing.assert_frame_equal(one, four, rtol=1e-6)
 
 
 def test_rerun_skips_finished_chunks_and_changed_sweep_is_refused(tiny, tmp_path):
@@ -106,3 +84,22 @@ def test_memory_budget_splits_a_bucket_into_equal_chunks(tmp_path):
                              memory_budget=budget, devices=jax.local_devices()[:1])
     assert report.chunks_run == 3
     assert len(results.read_runs(report.out_dir)) == 9
+
+
+def test_diagnostics_add_curves_features_and_stage_summaries(tmp_path):
+    text = TINY_SWEEP.replace("lr = 0.01", "lr = 0.01\ndiagnostics = true")
+    report = sweep.run_sweep(spec.parse(text), out_dir=tmp_path / "diag", progress=False)
+    runs = results.read_runs(report.out_dir)
+    curves = results.read_curves(report.out_dir)
+    features = results.read_features(report.out_dir)
+    assert {"dF_norm", "G_F_norm", "FtF_off_diag_ratio", "dW_cos_dist",
+            "frequency_dominated_fraction"} <= set(curves.columns)
+    assert len(features) == len(runs) * 16  # K = 16 nodes per run
+    assert set(features["dominant_frequency"]) <= set(range(1, 4))  # Z_7: frequencies 1..3
+    assert {"step_G_F_peak", "step_features_emerged", "frequencies_covered"} <= set(runs.columns)
+    assert runs["frequencies_covered"].between(0, 3).all()
+    plain = results.read_runs(sweep.run_sweep(spec.parse(TINY_SWEEP), out_dir=tmp_path / "plain",
+                                              progress=False).out_dir)
+    # The diagnostics observe the same trajectories (run ids differ by the diagnostics flag).
+    np.testing.assert_array_equal(np.sort(runs["final_test_loss"]),
+                                  np.sort(plain["final_test_loss"]))

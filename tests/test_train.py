@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax import data, groups
+from grokjax import data, groups, model
+from grokjax.optim import OPTIMIZERS
 from grokjax.train import HParams, Split, Static, Task, make_train
 
 STATIC = Static(order=7, num_ops=2, width=16, activation="sqr", loss="mse", optimizer="adam",
@@ -26,8 +27,8 @@ def split_for(num_rows: int, test_size: float, seed: int, pad_to: int) -> Split:
     return Split(jnp.asarray(rows), jnp.asarray(is_train))
 
 
-def hparams(lr=0.01, wd=1e-3, ridge=0.0, top=1.0, out=1.0) -> HParams:
-    return HParams(*(jnp.float32(v) for v in (lr, wd, ridge, top, out)))
+def hparams(lr=0.01, wd=1e-3, ridge=0.0, top=1.0, out=1.0, imag=0.0) -> HParams:
+    return HParams(*(jnp.float32(v) for v in (lr, wd, ridge, top, out, imag)))
 
 
 def stack(items):
@@ -50,8 +51,8 @@ def test_vmapped_grid_equals_each_run_alone(optimizer):
         stack(hps), stack(splits), stack(keys), task)
     for i in range(len(settings)):
         alone = jax.jit(fns.train)(hps[i], splits[i], keys[i], task)
-        for name, curve in alone.metrics._asdict().items():
-            np.testing.assert_allclose(getattr(batched.metrics, name)[i], curve, rtol=2e-6,
+        for name, curve in alone.metrics.items():
+            np.testing.assert_allclose(batched.metrics[name][i], curve, rtol=2e-6,
                                        atol=1e-7, err_msg=f"run {i} {name}")
 
 
@@ -64,7 +65,7 @@ def test_unpadded_split_equals_padded():
     run = jax.jit(fns.train)
     a = run(hparams(), tight, jax.random.PRNGKey(3), task).metrics
     b = run(hparams(), padded, jax.random.PRNGKey(3), task).metrics
-    for x, y in zip(a, b, strict=True):
+    for x, y in zip(a.values(), b.values(), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-6)
 
 
@@ -101,13 +102,13 @@ def test_diverging_run_is_isolated_and_frozen():
     batch = jax.jit(jax.vmap(fns.train, in_axes=(0, None, None, None)))
     sane = batch(stack([hparams(lr=0.01), hparams(lr=0.02)]), split, key, task)
     mixed = batch(stack([hparams(lr=0.01), hparams(lr=1e30)]), split, key, task)
-    np.testing.assert_array_equal(mixed.metrics.train_loss[0], sane.metrics.train_loss[0])
+    np.testing.assert_array_equal(mixed.metrics["train_loss"][0], sane.metrics["train_loss"][0])
     diverged_step = int(mixed.state.diverged_step[1])
     assert 0 <= diverged_step < STATIC.steps
     assert int(mixed.state.diverged_step[0]) == -1
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(mixed.state.params))
     # After divergence the metrics stop changing: the run stays at the weights where it stopped.
-    after = np.asarray(mixed.metrics.train_loss[1][diverged_step // STATIC.eval_every + 1:])
+    after = np.asarray(mixed.metrics["train_loss"][1][diverged_step // STATIC.eval_every + 1:])
     np.testing.assert_array_equal(after, np.full_like(after, after[0]))
 
 
@@ -123,3 +124,56 @@ def test_ridge_top_layer_solves_least_squares():
                                features.T.astype(np.float64) @ targets)
     np.testing.assert_allclose(ridge_top_layer(features, targets, lam), expected, rtol=1e-4,
                                atol=1e-5)
+
+
+def run_variant(**changes):
+    hp_changes = {k: changes.pop(k) for k in ("imag",) if k in changes}
+    static = Static(**{**STATIC.__dict__, "steps": 40, **changes})
+    split = split_for(49, 0.3, 0, 35)
+    return jax.jit(make_train(static).train)(hparams(**hp_changes), split,
+                                             jax.random.PRNGKey(0), task_for(static))
+
+
+@pytest.mark.parametrize("field, names", [
+    ("activation", list(model.ACTIVATIONS)),
+    ("loss", list(model.LOSSES)),
+    ("optimizer", list(OPTIMIZERS)),
+])
+def test_every_listed_name_trains(field, names):
+    """Each activation, loss and optimizer that `grokjax list` offers lowers its training loss."""
+    for name in names:
+        curves = run_variant(**{field: name}).metrics
+        assert np.isfinite(curves["train_loss"]).all(), name
+        assert curves["train_loss"][-1] < curves["train_loss"][0], name
+
+
+def test_centred_loss_is_the_papers_eqn_1_per_sample():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(10, 7)).astype(np.float32)
+    labels = rng.integers(0, 7, size=10)
+    member = np.arange(10) < 8
+    residual = np.eye(7)[labels[:8]] - logits[:8]
+    centred = residual - residual.mean(axis=0)
+    expected = 0.5 * np.sum(centred**2) / 8
+    got = model.mean_loss("centred", jnp.asarray(logits), jnp.asarray(labels),
+                          jnp.asarray(member))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_complex_weights_with_the_codes_real_cast_stay_real():
+    """Casting real weights to complex (imag_init_scale = 0, as the paper's code does) leaves the
+    imaginary parts at exactly zero, so training equals the real model; a non-zero imaginary
+    init gives a genuinely different trajectory (paper-notes §6.3)."""
+    real = run_variant()
+    cast = run_variant(complex_weights=True)
+    assert not np.any(cast.state.params["W_imag"]) and not np.any(cast.state.params["V_imag"])
+    np.testing.assert_allclose(cast.metrics["train_loss"], real.metrics["train_loss"], rtol=1e-5)
+    genuine = run_variant(complex_weights=True, imag=1.0)
+    assert np.any(genuine.state.params["W_imag"])
+    assert not np.allclose(genuine.metrics["train_loss"], real.metrics["train_loss"], rtol=1e-3)
+
+
+def test_trainable_embedding_starts_as_the_one_hot_model_and_moves():
+    frozen, trained = run_variant(), run_variant(embed_trainable=True)
+    assert frozen.metrics["train_loss"][0] == trained.metrics["train_loss"][0]
+    assert not np.allclose(trained.state.params["E"], np.eye(7))

@@ -44,7 +44,7 @@ def summary_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def grid_axes(sweep_spec: spec.SweepSpec) -> list[str]:
-    return [key for key in sweep_spec.grid if key != "seed"]
+    return [key for key in sweep_spec.axes if key != "seed"]
 
 
 def print_summary(out_dir: Path, by: list[str]) -> None:

@@ -1,7 +1,8 @@
 """The paper's network, in paper layout: one-hot operands → W → σ → (residual U_l layers) → V.
 
 Params are a plain dict pytree: ``W`` (num_ops·M, K), ``V`` (K, M) and, with extra layers,
-``U`` (L, K, K). The first layer is a gather-and-sum of W's rows, which equals the one-hot
+``U`` (L, K, K); variants add ``E`` (M, M, a trainable embedding) and ``W_imag``/``V_imag``
+(complex weights). The first layer is a gather-and-sum of W's rows, which equals the one-hot
 matmul x·W exactly (adding the exact zeros of a one-hot product changes nothing in float32).
 """
 
@@ -28,28 +29,62 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 def init_params(
     key: jax.Array, num_ops: int, order: int, width: int, other_layers: int,
-    top_layer_init_multiplier: jax.Array,
+    top_layer_init_multiplier: jax.Array, *, embed_trainable: bool = False,
+    complex_weights: bool = False, imag_init_scale: jax.Array = 0.0,
 ) -> Params:
-    """PyTorch's default nn.Linear init, U(±1/√fan_in), then V scaled by the multiplier."""
-    key_w, key_u, key_v = jax.random.split(key, 3)
+    """PyTorch's default nn.Linear init, U(±1/√fan_in), then V scaled by the multiplier.
+
+    Complex weights keep real and imaginary parts as separate real arrays (``W_imag``,
+    ``V_imag``), so every optimizer treats them as torch does (as a real view). The paper's
+    code casts real weights to complex, which leaves the imaginary parts at exactly zero for
+    ever (paper-notes §6.3): ``imag_init_scale`` = 0 reproduces that; > 0 draws them from the
+    same distribution times the scale, which makes the complex model genuinely complex.
+    """
+    key_w, key_u, key_v, key_wi, key_vi = jax.random.split(key, 5)
 
     def uniform(k, shape, fan_in):
         bound = 1.0 / jnp.sqrt(jnp.float32(fan_in))
         return jax.random.uniform(k, shape, jnp.float32, -bound, bound)
 
+    d_in = num_ops * order
     params = {
-        "W": uniform(key_w, (num_ops * order, width), num_ops * order),
+        "W": uniform(key_w, (d_in, width), d_in),
         "V": uniform(key_v, (width, order), width) * top_layer_init_multiplier,
     }
     if other_layers:
         params["U"] = uniform(key_u, (other_layers, width, width), width)
+    if complex_weights:
+        params["W_imag"] = uniform(key_wi, (d_in, width), d_in) * imag_init_scale
+        params["V_imag"] = (uniform(key_vi, (width, order), width) * imag_init_scale
+                            * top_layer_init_multiplier)
+    if embed_trainable:
+        params["E"] = jnp.eye(order, dtype=jnp.float32)  # the code's frozen identity, unfrozen
     return params
+
+
+def weights(params: Params) -> tuple[jax.Array, jax.Array]:
+    """(W, V), complex when the params carry imaginary parts."""
+    if "W_imag" not in params:
+        return params["W"], params["V"]
+    return (jax.lax.complex(params["W"], params["W_imag"]),
+            jax.lax.complex(params["V"], params["V_imag"]))
 
 
 def first_layer(W: jax.Array, inputs: jax.Array, order: int) -> jax.Array:
     """x·W for concatenated one-hot operands: Σ_j W[j·M + inputs[:, j]].  (n, K)"""
     rows = inputs + order * jnp.arange(inputs.shape[1], dtype=inputs.dtype)
     return jnp.take(W, rows, axis=0).sum(axis=1)
+
+
+def hidden(params: Params, inputs: jax.Array, order: int) -> jax.Array:
+    """The first layer's pre-activation (n, K); with a trainable embedding E the operands are
+    embedded as rows of E (the identity at init) instead of one-hot vectors."""
+    W, _ = weights(params)
+    if "E" not in params:
+        return first_layer(W, inputs, order)
+    blocks = W.reshape(inputs.shape[1], order, -1)  # (num_ops, M, K)
+    embedded = params["E"].astype(W.dtype)[inputs]  # (n, num_ops, M)
+    return jnp.einsum("noi,oik->nk", embedded, blocks, precision=PRECISION)
 
 
 def top_features(params: Params, hidden: jax.Array, activation: str) -> jax.Array:
@@ -61,16 +96,34 @@ def top_features(params: Params, hidden: jax.Array, activation: str) -> jax.Arra
     return x
 
 
-def readout(V: jax.Array, features: jax.Array, output_multiplier: jax.Array) -> jax.Array:
-    return output_multiplier * jnp.matmul(features, V, precision=PRECISION)
+def readout(params: Params, features: jax.Array, output_multiplier: jax.Array) -> jax.Array:
+    """Logits β·x·V; for complex weights their real part, as the code's loss and accuracy use."""
+    _, V = weights(params)
+    return output_multiplier * jnp.real(jnp.matmul(features, V, precision=PRECISION))
 
 
 def forward(
     params: Params, inputs: jax.Array, order: int, activation: str, output_multiplier: jax.Array
 ) -> jax.Array:
     """Logits (n, M) for operand rows ``inputs`` (n, num_ops)."""
-    features = top_features(params, first_layer(params["W"], inputs, order), activation)
-    return readout(params["V"], features, output_multiplier)
+    features = top_features(params, hidden(params, inputs, order), activation)
+    return readout(params, features, output_multiplier)
+
+
+def mean_loss(loss: str, logits: jax.Array, labels: jax.Array, member: jax.Array) -> jax.Array:
+    """The loss averaged over the rows where ``member`` (n,) is True.
+
+    ``centred`` is the paper's Eqn (1), ½‖P1⊥(Y − Ŷ)‖², with P1⊥ centring over the member rows
+    and divided by their number so that its scale (and the learning rate) compares with the
+    code's losses.
+    """
+    count = member.sum()
+    if loss == "centred":
+        residual = jax.nn.one_hot(labels, logits.shape[-1]) - logits
+        residual = jnp.where(member[:, None], residual, 0.0)
+        centred = residual - residual.sum(axis=0) / count
+        return 0.5 * jnp.sum(jnp.where(member[:, None], centred * centred, 0.0)) / count
+    return jnp.sum(jnp.where(member, per_sample_loss(loss, logits, labels), 0.0)) / count
 
 
 def per_sample_loss(loss: str, logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -90,4 +143,4 @@ def per_sample_loss(loss: str, logits: jax.Array, labels: jax.Array) -> jax.Arra
     raise ValueError(f"unknown loss {loss!r}")
 
 
-LOSSES = ("mse", "nll")
+LOSSES = ("mse", "nll", "centred")

@@ -66,7 +66,10 @@ def _bias_corrections(decay: float, max_steps: int) -> np.ndarray:
 def scale_by_adam(max_steps: int, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
     """optax.scale_by_adam with torch's float64 bias corrections (valid for max_steps steps)."""
     step_scales = np.float32(1.0 / _bias_corrections(b1, max_steps))
-    root_scales = np.float32(np.sqrt(_bias_corrections(b2, max_steps)))
+    # sqrt(v̂) = sqrt(v)·(1/√(1 − b2^t)): a multiply, because XLA rewrites a division by a
+    # per-run scalar into this form in some programs and not others, which made results depend
+    # on the batch shape in the last bit.
+    inverse_root_scales = np.float32(1.0) / np.float32(np.sqrt(_bias_corrections(b2, max_steps)))
 
     def init(params):
         zeros = optax.tree.zeros_like(params)
@@ -77,9 +80,9 @@ def scale_by_adam(max_steps: int, b1: float = 0.9, b2: float = 0.999, eps: float
         nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
         count = optax.safe_increment(state.count)
         step_scale = jnp.asarray(step_scales)[jnp.minimum(count, max_steps)]
-        root_scale = jnp.asarray(root_scales)[jnp.minimum(count, max_steps)]
-        updates = jax.tree.map(lambda m, v: step_scale * m / (jnp.sqrt(v) / root_scale + eps),
-                               mu, nu)
+        inverse_root_scale = jnp.asarray(inverse_root_scales)[jnp.minimum(count, max_steps)]
+        updates = jax.tree.map(
+            lambda m, v: step_scale * m / (jnp.sqrt(v) * inverse_root_scale + eps), mu, nu)
         return updates, optax.ScaleByAdamState(count, mu, nu)
 
     return optax.GradientTransformation(init, update)
@@ -131,9 +134,20 @@ def muon(lr, weight_decay, max_steps: int) -> optax.GradientTransformation:
     )
 
 
+def muon_optax(lr, weight_decay, max_steps: int) -> optax.GradientTransformation:
+    """optax's standard Muon (Keller Jordan's NS coefficients, Nesterov momentum 0.95,
+    decoupled decay) on W and the coupled-L2 Adam on the rest, to compare with ``muon``."""
+    return optax.multi_transform(
+        {"muon": optax.contrib.muon(lr, weight_decay=weight_decay),
+         "adam": adam_coupled(lr, weight_decay, max_steps)},
+        lambda params: {name: "muon" if name == "W" else "adam" for name in params},
+    )
+
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adam": adam_coupled,
     "adamw": adamw,
     "sgd": sgd,
     "muon": muon,
+    "muon_optax": muon_optax,
 }

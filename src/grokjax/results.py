@@ -4,7 +4,8 @@ Layout of ``results/<sweep>/`` (see results/README.md for every column):
 
     runs-<bucket>-<chunk>.parquet        one row per run     pandas.read_parquet("results/<sweep>")
     _curves/curves-<bucket>-<chunk>.parquet   one row per (run, evaluated step)
-    _sweep.toml, _manifest.json          the sweep as run, and timings + provenance
+    _sweep.toml, _plan.json              the sweep as run, and its plan hash (resume or refuse)
+    _process-<i>.json, _manifest.json    each process's share and timings; all chunks, provenance
 
 Readers skip names that start with '_' or '.', so the directory itself reads as the runs table.
 """
@@ -29,6 +30,8 @@ import pyarrow.parquet as pq
 SCHEMA_VERSION = 1
 METADATA_KEY = b"grokjax"
 CURVES_DIR = "_curves"
+FEATURES_DIR = "_features"
+TEMPORARY_SUFFIX = ".tmp"
 GENERALIZED_TEST_ACC = 0.99  # a run "generalized" when its final test accuracy reaches this
 TEST_ACC_THRESHOLDS = {"050": 0.5, "090": 0.9, "095": 0.95, "099": 0.99}
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
@@ -42,6 +45,8 @@ RUN_CONFIG_DTYPES = {
     "n_train": "int64", "n_test": "int64", "c_eff": "float64", "steps": "int64",
     "eval_every": "int64", "other_layers": "int64", "ridge_lambda": "float64",
     "top_layer_init_multiplier": "float64", "output_multiplier": "float64",
+    "embed_trainable": "bool", "complex_weights": "bool", "imag_init_scale": "float64",
+    "diagnostics": "bool",
 }
 RUN_SUMMARY_DTYPES = {
     **{f"final_{m}": "float64" for m in METRICS},
@@ -54,6 +59,11 @@ RUN_SUMMARY_DTYPES = {
 }
 RUNS_DTYPES = {"sweep": "string", "run_id": "string", **RUN_CONFIG_DTYPES,
                **RUN_SUMMARY_DTYPES, "bucket": "string", "chunk": "int64"}
+DIAGNOSTIC_SUMMARY_DTYPES = {
+    "step_G_F_peak": "int64", "step_features_emerged": "Int64",
+    "final_frequency_dominated_fraction": "float64", "frequencies_covered": "int64",
+    "final_active_node_fraction": "float64", "mean_energy_train": "float64",
+}
 CURVES_DTYPES = {"run_id": "string", "step": "int64", **{m: "float64" for m in METRICS}}
 
 
@@ -104,13 +114,52 @@ def summarize(curves: dict[str, np.ndarray], steps: np.ndarray,
 
 def curves_frame(run_ids: list[str], curves: dict[str, np.ndarray],
                  steps: np.ndarray) -> pd.DataFrame:
+    """Long format: the core metrics, then any diagnostics curves (float64)."""
     num_runs, num_points = curves["train_loss"].shape
+    names = [*METRICS, *(name for name in curves if name not in METRICS)]
     frame = pd.DataFrame({
         "run_id": np.repeat(np.asarray(run_ids, dtype=object), num_points),
         "step": np.tile(steps, num_runs),
-        **{m: curves[m].reshape(-1) for m in METRICS},
+        **{name: curves[name].reshape(-1).astype(np.float64) for name in names},
     })
     return frame.astype(CURVES_DTYPES)
+
+
+def features_frame(run_ids: list[str], features: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per (run, hidden node) from (runs, K) arrays."""
+    num_runs, width = next(iter(features.values())).shape
+    frame = pd.DataFrame({
+        "run_id": np.repeat(np.asarray(run_ids, dtype=object), width),
+        "node": np.tile(np.arange(width), num_runs),
+        **{name: values.reshape(-1) for name, values in features.items()},
+    })
+    def dtype(values: np.ndarray) -> str:
+        if values.dtype == bool:
+            return "bool"
+        return "int64" if np.issubdtype(values.dtype, np.integer) else "float64"
+
+    return frame.astype({"run_id": "string", "node": "int64"}
+                        | {name: dtype(values) for name, values in features.items()})
+
+
+def diagnostic_summary(curves: dict[str, np.ndarray], steps: np.ndarray,
+                       features: dict[str, np.ndarray] | None) -> dict[str, object]:
+    """Stage times per run from the diagnostics curves (see results/README.md)."""
+    if "G_F_norm" not in curves:
+        return {}
+    g_f = np.where(np.isfinite(curves["G_F_norm"]), curves["G_F_norm"], -np.inf)
+    summary: dict[str, object] = {"step_G_F_peak": steps[g_f.argmax(axis=1)]}
+    if "frequency_dominated_fraction" in curves:
+        dominated = curves["frequency_dominated_fraction"]
+        summary["step_features_emerged"] = _first_step(dominated >= 0.5, steps)
+        summary["final_frequency_dominated_fraction"] = dominated[:, -1]
+        summary["frequencies_covered"] = curves["frequencies_covered"][:, -1].astype(np.int64)
+    summary["final_active_node_fraction"] = curves["active_node_fraction"][:, -1]
+    if features is not None:  # the mean over active nodes (inactive ones have no direction)
+        active = features["active"].astype(bool)
+        summary["mean_energy_train"] = np.nanmean(np.where(active, features["energy_train"],
+                                                           np.nan), axis=1)
+    return summary
 
 
 def _package_version(name: str) -> str:
@@ -151,14 +200,26 @@ def provenance(sweep_text: str, scale: str) -> dict[str, object]:
     }
 
 
+def temporary_path(path: Path) -> Path:
+    """Where ``path`` is written before its rename: hidden from readers, unique per process."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+
+
 def write_table(frame: pd.DataFrame, path: Path, metadata: dict[str, object]) -> None:
     """Write atomically: a hidden temporary name in the same directory, then rename."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(path)
     pq.write_table(table, temporary)
+    os.replace(temporary, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a small file atomically, so a concurrent reader sees the old or the new text."""
+    temporary = temporary_path(path)
+    temporary.write_text(text)
     os.replace(temporary, path)
 
 
@@ -168,6 +229,10 @@ def read_runs(directory: str | Path) -> pd.DataFrame:
 
 def read_curves(directory: str | Path) -> pd.DataFrame:
     return pd.read_parquet(Path(directory) / CURVES_DIR)
+
+
+def read_features(directory: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(directory) / FEATURES_DIR)
 
 
 def read_metadata(path: str | Path) -> dict[str, object]:

@@ -1,8 +1,11 @@
 """Sweep files: TOML → validated spec → the list of runs (the plan's rows).
 
 A sweep file has a ``[sweep]`` table (name, description), ``[fixed]`` fields, a ``[grid]`` whose
-fields are lists (the Cartesian product is taken), and optional ``[scale.<name>]`` tables whose
-``fixed``/``grid`` override the defaults (``make sweep-wd SCALE=paper``). Everything is checked
+fields are lists (the Cartesian product is taken) — or several ``[[grid]]`` tables, whose runs
+are pooled (for variants that change several fields together) — and optional
+``[scale.<name>]`` tables whose ``fixed``/``grid`` override the defaults
+(``make sweep-wd SCALE=paper``): a scale's ``grid`` table sets its fields in every grid, a scale's
+``[[grid]]`` list replaces the grids. Everything is checked
 before any compute; every problem is reported at once, each naming the field and what is allowed.
 """
 
@@ -60,6 +63,10 @@ class RunConfig:
     ridge_lambda: float | None = None  # the code's set_weight_reg; None trains V by gradient
     top_layer_init_multiplier: float = 1.0
     output_multiplier: float = 1.0
+    embed_trainable: bool = False  # train the one-hot embedding (identity at init)
+    complex_weights: bool = False  # complex W and V; loss and accuracy on the real part
+    imag_init_scale: float = 0.0  # imaginary init scale; 0 is the paper code's real cast
+    diagnostics: bool = False  # Li2 diagnostics curves and the per-node features table
 
     def resolved_test_size(self, order: int) -> float:
         if self.train_fraction is not None:
@@ -73,7 +80,8 @@ class RunConfig:
 DEFAULT_TEST_SIZE = 0.5
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 STATIC_FIELDS = ("group", "num_ops", "K", "activation", "loss", "optimizer", "steps",
-                 "eval_every", "other_layers")
+                 "eval_every", "other_layers", "embed_trainable", "complex_weights",
+                 "diagnostics")
 CHOICES = {
     "activation": tuple(ACTIVATIONS),
     "loss": LOSSES,
@@ -89,18 +97,23 @@ class SweepSpec:
     description: str
     scale: str
     fixed: dict[str, Any]
-    grid: dict[str, list[Any]]
+    grids: tuple[dict[str, list[Any]], ...]
     source_text: str  # the TOML file as written, kept in every results file
 
     @property
     def output_name(self) -> str:
         return self.name if self.scale == "default" else f"{self.name}-{self.scale}"
 
+    @property
+    def axes(self) -> list[str]:
+        """Every field that some grid varies, in file order."""
+        return list(dict.fromkeys(key for grid in self.grids for key in grid))
+
     def runs(self) -> list[RunConfig]:
-        keys = list(self.grid)
         base = RunConfig(**self.fixed)
-        return [replace(base, **dict(zip(keys, values, strict=True)))
-                for values in itertools.product(*(self.grid[k] for k in keys))]
+        return [replace(base, **dict(zip(grid, values, strict=True)))
+                for grid in self.grids
+                for values in itertools.product(*grid.values())]
 
 
 def _suggest(key: str, allowed) -> str:
@@ -117,6 +130,8 @@ def _type_problem(name: str, value: Any) -> str | None:
     kind = FIELD_TYPES[name]
     if "str" in kind:
         return None if isinstance(value, str) else f"{name} must be a string, got {value!r}"
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{name} must be true or false, got {value!r}"
     if isinstance(value, bool):
         return f"{name} must be a number, got {value!r}"
     if kind == "int" and not isinstance(value, int):
@@ -152,6 +167,7 @@ def _value_problems(name: str, value: Any) -> list[str]:
         "ridge_lambda": (lambda v: v > 0, "must be > 0 (omit it to train V by gradient)"),
         "top_layer_init_multiplier": (math.isfinite, "must be finite"),
         "output_multiplier": (math.isfinite, "must be finite"),
+        "imag_init_scale": (lambda v: v >= 0 and math.isfinite(v), "must be >= 0"),
     }
     ok, message = checks.get(name, (lambda v: True, ""))
     return [] if ok(value) else [f"{name} = {value!r} {message}"]
@@ -166,6 +182,12 @@ def _run_problems(run: RunConfig) -> list[str]:
     if run.steps % run.eval_every:
         problems.append(f"steps = {run.steps} must be a multiple of eval_every = "
                         f"{run.eval_every}")
+    if run.complex_weights and (run.activation != "sqr" or run.optimizer.startswith("muon")
+                                or run.ridge_lambda is not None or run.other_layers):
+        problems.append("complex_weights needs activation = 'sqr' (σ(z) = z²), a non-muon "
+                        "optimizer, no ridge_lambda and other_layers = 0")
+    if run.imag_init_scale and not run.complex_weights:
+        problems.append("imag_init_scale needs complex_weights = true")
     if run.ridge_lambda is not None and run.loss != "mse":
         problems.append("ridge_lambda (the ridge top layer) needs loss = 'mse', as in the paper's "
                         f"code; got loss = {run.loss!r}")
@@ -182,25 +204,31 @@ def _run_problems(run: RunConfig) -> list[str]:
     return problems
 
 
-def _check_fields(fixed: dict, grid: dict, where: str) -> list[str]:
+def _check_fields(fixed: dict, grids: list[dict], where: str) -> list[str]:
     problems = _unknown_keys(fixed, FIELD_TYPES, f"{where}[fixed]")
-    problems += _unknown_keys(grid, FIELD_TYPES, f"{where}[grid]")
-    for key in set(fixed) & set(grid):
-        problems.append(f"{key!r} is in both [fixed] and [grid]; keep it in one")
     values = [(k, v) for k, v in fixed.items() if k in FIELD_TYPES]
-    for key, seq in grid.items():
-        if key not in FIELD_TYPES:
-            continue
-        if not isinstance(seq, list) or not seq:
-            problems.append(f"[grid] {key} must be a non-empty list, got {seq!r}")
-            continue
-        if len(set(map(repr, seq))) != len(seq):
-            problems.append(f"[grid] {key} repeats a value: {seq!r}")
-        values += [(key, v) for v in seq]
+    for grid in grids:
+        problems += _unknown_keys(grid, FIELD_TYPES, f"{where}[grid]")
+        problems += [f"{key!r} is in both [fixed] and [grid]; keep it in one"
+                     for key in set(fixed) & set(grid)]
+        for key, seq in grid.items():
+            if key not in FIELD_TYPES:
+                continue
+            if not isinstance(seq, list) or not seq:
+                problems.append(f"[grid] {key} must be a non-empty list, got {seq!r}")
+                continue
+            if len(set(map(repr, seq))) != len(seq):
+                problems.append(f"[grid] {key} repeats a value: {seq!r}")
+            values += [(key, v) for v in seq]
     for key, value in values:
         problem = _type_problem(key, value)
         problems += [problem] if problem else _value_problems(key, value)
-    return problems
+    return list(dict.fromkeys(problems))
+
+
+def _grids(raw) -> list[dict]:
+    """A ``[grid]`` table or a ``[[grid]]`` list of tables, as a list of tables."""
+    return [dict(g) for g in raw] if isinstance(raw, list) else [dict(raw)]
 
 
 def parse(text: str, scale: str = "default", source: str = "sweep") -> SweepSpec:
@@ -215,7 +243,7 @@ def parse(text: str, scale: str = "default", source: str = "sweep") -> SweepSpec
     name = sweep.get("name", Path(source).stem)
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         problems.append(f"[sweep] name {name!r} must be letters, digits, '-' or '_'")
-    fixed, grid = dict(raw.get("fixed", {})), dict(raw.get("grid", {}))
+    fixed, grids = dict(raw.get("fixed", {})), _grids(raw.get("grid", {}))
     scales = raw.get("scale", {})
     if scale != "default":
         if scale not in scales:
@@ -225,15 +253,20 @@ def parse(text: str, scale: str = "default", source: str = "sweep") -> SweepSpec
         override = scales[scale]
         problems += _unknown_keys(override, ("fixed", "grid"), f"[scale.{scale}]")
         fixed.update(override.get("fixed", {}))
-        grid.update(override.get("grid", {}))
-        for key in override.get("grid", {}):
+        new_grid = override.get("grid", {})
+        if isinstance(new_grid, list):
+            grids = _grids(new_grid)
+        for grid in grids:
+            if isinstance(new_grid, dict):
+                grid.update(new_grid)
+            for key in override.get("fixed", {}):
+                grid.pop(key, None)
+        for key in {k for grid in grids for k in grid}:
             fixed.pop(key, None)
-        for key in override.get("fixed", {}):
-            grid.pop(key, None)
-    problems += _check_fields(fixed, grid, "" if scale == "default" else f"[scale.{scale}]")
+    problems += _check_fields(fixed, grids, "" if scale == "default" else f"[scale.{scale}]")
     if problems:
         raise SpecError(problems, source)
-    spec = SweepSpec(name, sweep.get("description", ""), scale, fixed, grid, text)
+    spec = SweepSpec(name, sweep.get("description", ""), scale, fixed, tuple(grids), text)
     run_problems = {p for run in spec.runs() for p in _run_problems(run)}
     if run_problems:
         raise SpecError(sorted(run_problems), source)

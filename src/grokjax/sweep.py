@@ -4,14 +4,21 @@ A *bucket* is the set of runs sharing a ``Static`` config (one compilation). Its
 equal *chunks* sized to a memory budget (the last one padded, padding dropped on write); each
 chunk is one batched call, sharded over the local devices along the run axis. Every finished
 chunk is written atomically, so a rerun of the same sweep skips it (resume).
+
+Several processes (hosts of a TPU VM pod slice, or local test processes) share nothing but the
+results directory: each plans the same chunks, trains every n-th one over its own devices and
+reports in its ``_process-<i>.json``; process 0 then waits for every part and writes the manifest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import os
+import platform
 import shutil
 import sys
 import time
@@ -29,10 +36,30 @@ from tqdm.auto import tqdm
 
 from grokjax import data, groups, results
 from grokjax.spec import RunConfig, SpecError, SweepSpec
-from grokjax.train import HParams, Metrics, Split, Static, Task, make_train
+from grokjax.train import (
+    HParams,
+    Split,
+    Static,
+    Task,
+    default_runs_per_batch,
+    make_train,
+    over_runs,
+)
 
 PLAN_FILE = "_plan.json"
+SWEEP_FILE = "_sweep.toml"
 MANIFEST_FILE = "_manifest.json"
+PROCESS_FILE = "_process-{}.json"  # one per process: its share of chunks, status and timings
+NOT_A_SWEEP = "not a grokjax sweep"  # what _directory_plan finds in a directory of other files
+# A process that finishes early waits at jax.distributed's shutdown barrier for all the others,
+# and process 0 finishes last (it waits for every part); JAX's default 5 minutes there would
+# abort the whole job, so allow a week.
+SHUTDOWN_TIMEOUT_SECONDS = 7 * 24 * 3600
+# Process 0 gives up on the other processes after this long without a new part (or 3 times its
+# own slowest chunk, if longer), or when a status file is still absent this long after it began
+# waiting: every process writes its status before training, so the directory is not shared.
+MIN_STALL_SECONDS = 600
+START_GRACE_SECONDS = 120
 BYTES_PER_FLOAT = 4
 # Live copies of each parameter during a step (params, grads, updates, new params, two optimizer
 # moments, the frozen copy kept for divergence isolation) and of each activation (forward value,
@@ -81,18 +108,38 @@ class ChunkPlan:
         return f"{self.bucket.id}-{self.index:04d}"
 
 
+class SweepIncomplete(RuntimeError):
+    """The processes of a job could not all finish, or process 0 cannot see their parts."""
+
+
 @dataclass
 class SweepReport:
+    """What one process did; its ``stats`` are its ``_process-<i>.json``."""
+
     out_dir: Path
+    process: int = 0
+    devices: int = 1
+    chunks: list[str] = field(default_factory=list)  # this process's share, by name
     chunks_run: int = 0
     chunks_skipped: int = 0
     compile_seconds: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
     run_steps: int = 0
+    slowest_chunk_seconds: float = 0.0  # compilation included
 
     @property
     def run_steps_per_second(self) -> float:
         return self.run_steps / self.train_seconds if self.train_seconds else float("nan")
+
+    def stats(self, status: str, error: str | None = None) -> dict[str, object]:
+        rate = self.run_steps_per_second
+        return {
+            "process": self.process, "status": status, "error": error, "host": platform.node(),
+            "devices": self.devices, "chunks": self.chunks, "chunks_run": self.chunks_run,
+            "chunks_skipped": self.chunks_skipped, "compile_seconds": self.compile_seconds,
+            "train_seconds": self.train_seconds, "run_steps": self.run_steps,
+            "run_steps_per_second": None if math.isnan(rate) else rate,
+        }
 
 
 def plan_runs(spec: SweepSpec) -> list[Bucket]:
@@ -107,7 +154,9 @@ def plan_runs(spec: SweepSpec) -> list[Bucket]:
             order=group.order, num_ops=config.num_ops, width=config.K,
             activation=config.activation, loss=config.loss, optimizer=config.optimizer,
             steps=config.steps, eval_every=config.eval_every, other_layers=config.other_layers,
-            ridge=config.ridge_lambda is not None,
+            ridge=config.ridge_lambda is not None, embed_trainable=config.embed_trainable,
+            complex_weights=config.complex_weights, diagnostics=config.diagnostics,
+            fourier=config.diagnostics and group.spec.isdigit(),
         )
         key = (static, group.spec)
         statics[key] = static
@@ -180,6 +229,7 @@ class Program:
     init: Callable
     segment: Callable
     evaluate: Callable
+    features: Callable | None  # per-node analysis at the end (diagnostics only)
     evals_per_segment: int
     compile_seconds: float
 
@@ -190,29 +240,41 @@ def evals_per_segment(num_evals: int, segments: int = 25) -> int:
     return max(d for d in range(1, target + 1) if num_evals % d == 0)
 
 
-def compile_program(static: Static, args: tuple, mesh: Mesh) -> Program:
-    """Ahead-of-time compile init, segment and evaluate for the shapes of ``args``."""
+def compile_program(static: Static, args: tuple, mesh: Mesh,
+                    runs_per_batch: int | None = None) -> Program:
+    """Ahead-of-time compile init, segment and evaluate for the shapes of ``args``.
+
+    Each device trains its own runs (``shard_map``: nothing crosses devices), looping over them
+    ``runs_per_batch`` at a time (see ``train.over_runs``; default by backend).
+    """
     fns = make_train(static)
     per_run = NamedSharding(mesh, P("runs"))
     hparams, split, keys, task = args
     per_segment = evals_per_segment(static.num_evals)
+    if runs_per_batch is None:
+        runs_per_batch = default_runs_per_batch(jax.default_backend())
+
+    def on_devices(fn):
+        return jax.shard_map(over_runs(fn, runs_per_batch), mesh=mesh,
+                             in_specs=(P("runs"),) * 3 + (P(),), out_specs=P("runs"))
+
     start = time.perf_counter()
     init = jax.jit(jax.vmap(fns.init), out_shardings=per_run)
     state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=per_run),
                          jax.eval_shape(init, hparams, keys))
     init = init.lower(hparams, keys).compile()
-    segment = jax.jit(
-        jax.vmap(partial(fns.segment, num_evals=per_segment), in_axes=(0, 0, 0, None)),
-        donate_argnums=0,
-    ).lower(state, hparams, split, task).compile()
-    evaluate = jax.jit(jax.vmap(fns.evaluate, in_axes=(0, 0, 0, None))).lower(
-        state, hparams, split, task).compile()
-    return Program(init, segment, evaluate, per_segment, time.perf_counter() - start)
+    segment = jax.jit(on_devices(partial(fns.segment, num_evals=per_segment)),
+                      donate_argnums=0).lower(state, hparams, split, task).compile()
+    evaluate = jax.jit(on_devices(fns.evaluate)).lower(state, hparams, split, task).compile()
+    features = (jax.jit(on_devices(fns.features)).lower(state, hparams, split, task).compile()
+                if static.diagnostics else None)
+    return Program(init, segment, evaluate, features, per_segment, time.perf_counter() - start)
 
 
 def run_chunk(program: Program, static: Static, args: tuple,
-              on_progress: Callable[[int], object]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Train one chunk; return curves (runs, evals + 1) per metric and each run's diverged_step.
+              on_progress: Callable[[int], object]) -> tuple[dict, np.ndarray, dict | None]:
+    """Train one chunk: curves (runs, evals + 1) per metric, each run's diverged_step, and with
+    diagnostics the per-node features (runs, K).
 
     ``on_progress(steps)`` is called after each segment with the steps it trained.
     """
@@ -224,9 +286,11 @@ def run_chunk(program: Program, static: Static, args: tuple,
         pieces.append(metrics)
         on_progress(program.evals_per_segment * static.eval_every)
     pieces.append(jax.tree.map(lambda m: m[:, None], program.evaluate(state, hparams, split, task)))
-    curves = {name: np.concatenate([np.asarray(getattr(p, name)) for p in pieces], axis=1)
-              for name in Metrics._fields}
-    return curves, np.asarray(state.diverged_step)
+    curves = {name: np.concatenate([np.asarray(p[name]) for p in pieces], axis=1)
+              for name in pieces[0]}
+    features = (None if program.features is None else
+                jax.tree.map(np.asarray, program.features(state, hparams, split, task)))
+    return curves, np.asarray(state.diverged_step), features
 
 
 def config_columns(chunk: ChunkPlan) -> pd.DataFrame:
@@ -250,6 +314,9 @@ def config_columns(chunk: ChunkPlan) -> pd.DataFrame:
             "ridge_lambda": _nan_if_none(c.ridge_lambda),
             "top_layer_init_multiplier": c.top_layer_init_multiplier,
             "output_multiplier": c.output_multiplier,
+            "embed_trainable": c.embed_trainable, "complex_weights": c.complex_weights,
+            "imag_init_scale": c.imag_init_scale,
+            "diagnostics": c.diagnostics,
         })
     return pd.DataFrame(rows)
 
@@ -259,10 +326,13 @@ def _nan_if_none(value: float | None) -> float:
 
 
 def chunk_tables(chunk: ChunkPlan, sweep_name: str, curves: dict[str, np.ndarray],
-                 diverged_step: np.ndarray, seconds: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs and curves tables of a chunk, padding dropped."""
+                 diverged_step: np.ndarray, features: dict[str, np.ndarray] | None,
+                 seconds: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The runs, curves and (with diagnostics) features tables of a chunk, padding dropped."""
     real = len(chunk.runs)
     curves = {name: values[:real].astype(np.float64) for name, values in curves.items()}
+    if features is not None:
+        features = {name: values[:real] for name, values in features.items()}
     for split_name, n in (("train", "n_train"), ("test", "n_test")):
         sizes = np.asarray([getattr(run, n) for run in chunk.runs])[:, None]
         curves[f"{split_name}_acc"] = results.exact_accuracy(curves[f"{split_name}_acc"], sizes)
@@ -270,67 +340,164 @@ def chunk_tables(chunk: ChunkPlan, sweep_name: str, curves: dict[str, np.ndarray
     steps = np.arange(0, static.steps + 1, static.eval_every)
     runs = config_columns(chunk)
     summary = results.summarize(curves, steps, diverged_step[:real])
+    summary |= results.diagnostic_summary(curves, steps, features)
     runs = runs.assign(**summary, wall_seconds=seconds / real, sweep=sweep_name,
                        bucket=chunk.bucket.id, chunk=chunk.index)
-    runs = runs[list(results.RUNS_DTYPES)].astype(results.RUNS_DTYPES)
-    return runs, results.curves_frame(list(runs["run_id"]), curves, steps)
+    dtypes = results.RUNS_DTYPES | {name: dtype for name, dtype in
+                                    results.DIAGNOSTIC_SUMMARY_DTYPES.items() if name in runs}
+    runs = runs[list(dtypes)].astype(dtypes)
+    run_ids = list(runs["run_id"])
+    return (runs, results.curves_frame(run_ids, curves, steps),
+            None if features is None else results.features_frame(run_ids, features))
 
 
 def plan_hash(spec: SweepSpec, chunks: list[ChunkPlan]) -> str:
+    """Of the whole plan (every process's chunks), so that all processes agree on it."""
     layout = [(c.name, [r.run_id for r in c.runs]) for c in chunks]
     return hashlib.sha1(json.dumps([spec.scale, layout]).encode()).hexdigest()[:16]
 
 
-def prepare_output(out_dir: Path, spec: SweepSpec, digest: str, overwrite: bool) -> None:
-    """Refuse to mix two different sweeps in one directory unless asked to overwrite."""
-    plan_path = out_dir / PLAN_FILE
-    if plan_path.exists():
-        previous = json.loads(plan_path.read_text())
-        if previous.get("plan_hash") == digest:
-            return  # the same sweep: resume
-        if not overwrite:
-            raise SpecError([
-                f"{out_dir} holds results of a different sweep (plan {previous.get('plan_hash')}, "
-                f"now {digest}); pass --overwrite to replace them or --out to write elsewhere"])
+def _static_text(static: Static) -> str:
+    """The bucket's shape in a few words, with every optional field that is not its default."""
+    extras = [f"num_ops={static.num_ops}"] * (static.num_ops != 2) + [
+        f"{f.name}={getattr(static, f.name)}" for f in dataclasses.fields(static)
+        if f.default is not dataclasses.MISSING and getattr(static, f.name) != f.default]
+    return " ".join([f"K={static.width}", static.activation, static.loss, static.optimizer,
+                     f"steps={static.steps}/{static.eval_every}", *extras])
+
+
+def describe_plan(spec: SweepSpec, memory_budget: int, num_devices: int,
+                  num_processes: int = 1) -> str:
+    """The chunk plan, as ``grokjax plan`` and ``grokjax sweep`` print it."""
+    buckets = plan_runs(spec)
+    chunks = plan_chunks(buckets, memory_budget, num_devices)
+    lines = [f"{spec.output_name}: {sum(len(b.runs) for b in buckets)} runs, {len(buckets)} "
+             f"bucket(s), {len(chunks)} chunk(s) on {num_devices} device(s) x {num_processes} "
+             f"process(es); memory budget {memory_budget / 2**20:.2f} MiB per device",
+             f"  {'bucket':<8} {'group':<10} {'runs':>6} {'chunks':>6} {'runs/chunk':>10} "
+             f"{'MiB/run':>8} {'MiB/chunk':>10}  static"]
+    for bucket in buckets:
+        mine = [c for c in chunks if c.bucket is bucket]
+        per_run = bytes_per_run(bucket) / 2**20
+        lines.append(f"  {bucket.id:<8} {bucket.group:<10} {len(bucket.runs):>6} {len(mine):>6} "
+                     f"{mine[0].size:>10} {per_run:>8.2f} {per_run * mine[0].size:>10.2f}  "
+                     f"{_static_text(bucket.static)}")
+    return "\n".join(lines)
+
+
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Join a multi-process job; call before any other JAX call.
+
+    With no arguments JAX finds its peers on a TPU VM pod slice (and under Slurm or Open MPI);
+    elsewhere pass all three, e.g. ("127.0.0.1:8476", 2, 0) and ("127.0.0.1:8476", 2, 1).
+    """
+    options = {}
+    if "shutdown_timeout_seconds" in inspect.signature(jax.distributed.initialize).parameters:
+        options["shutdown_timeout_seconds"] = SHUTDOWN_TIMEOUT_SECONDS  # older JAX lacks it
+    jax.distributed.initialize(coordinator, num_processes, process_id, **options)
+
+
+def _directory_plan(out_dir: Path) -> str | None:
+    """The plan hash of the sweep in ``out_dir``; None if there is none, NOT_A_SWEEP if other
+    files are there."""
+    try:
+        visible = [name for name in os.listdir(out_dir) if not name.startswith(".")]
+    except FileNotFoundError:
+        return None
+    try:  # read after listing: every writer creates the plan before any other visible file
+        return json.loads((out_dir / PLAN_FILE).read_text())["plan_hash"]
+    except FileNotFoundError:
+        return NOT_A_SWEEP if visible else None
+
+
+def prepare_output(out_dir: Path, spec: SweepSpec, digest: str, overwrite: bool,
+                   process: int = 0) -> None:
+    """Refuse to mix two different sweeps in one directory unless asked to overwrite.
+
+    Every process computes the same digest and may write the same plan (atomically), so this
+    works whether or not the hosts share ``out_dir``. Replacing a directory is process 0's alone;
+    with ``overwrite`` the others wait until its new plan is there.
+    """
+    found = _directory_plan(out_dir)
+    if found == digest:
+        return  # the same sweep: resume
+    if found is not None and not overwrite:
+        what = ("exists and is not a grokjax sweep directory" if found == NOT_A_SWEEP else
+                f"holds results of a different sweep (plan {found}, now {digest})")
+        raise SpecError([f"{out_dir} {what}; pass --overwrite to replace it or --out to write "
+                         "elsewhere"])
+    if overwrite and process != 0:
+        deadline = time.monotonic() + MIN_STALL_SECONDS
+        while _directory_plan(out_dir) != digest:
+            if time.monotonic() > deadline:
+                raise SweepIncomplete(
+                    f"process {process}: process 0 did not replace {out_dir} within "
+                    f"{MIN_STALL_SECONDS}s; if the processes do not share that directory, delete "
+                    "it on every host and run again without --overwrite")
+            time.sleep(1.0)
+        return
+    if found is not None:
         shutil.rmtree(out_dir)
-    elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise SpecError([f"{out_dir} exists and is not a grokjax sweep directory; pass "
-                         "--overwrite to replace it or --out to write elsewhere"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "_sweep.toml").write_text(spec.source_text)
-    plan_path.write_text(json.dumps({"plan_hash": digest, "scale": spec.scale}))
+    results.write_text(out_dir / PLAN_FILE, json.dumps({"plan_hash": digest, "scale": spec.scale}))
+    results.write_text(out_dir / SWEEP_FILE, spec.source_text)
 
 
 def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
               out_dir: str | Path | None = None, overwrite: bool = False,
               memory_budget: int | None = None, progress: bool = True,
               devices: list | None = None) -> SweepReport:
-    """Train every run of ``spec`` and write its tables; finished chunks are skipped.
+    """Train this process's share of ``spec`` and write its tables; finished chunks are skipped.
 
-    ``devices`` defaults to every local device; the run axis is sharded over them.
+    ``devices`` defaults to every local device; the run axis is sharded over them. Every process
+    of a job (see ``initialize_distributed``) plans the same chunks and trains every n-th one;
+    process 0 then waits for all of them and writes the manifest.
     ``progress``: a live bar on a terminal, else a line per finished chunk on stderr.
     """
     out_dir = Path(out_dir) if out_dir else Path(results_root) / spec.output_name
     devices = devices or jax.local_devices()
-    mesh = Mesh(np.asarray(devices), ("runs",))
-    buckets = plan_runs(spec)
-    chunks = plan_chunks(buckets, memory_budget or default_memory_budget(), len(devices))
-    # Every process of a multi-host job plans the same chunks and takes every n-th one.
-    chunks = chunks[jax.process_index()::jax.process_count()]
-    prepare_output(out_dir, spec, plan_hash(spec, chunks), overwrite)
+    process, processes = jax.process_index(), jax.process_count()
+    memory_budget = memory_budget or default_memory_budget()
+    chunks = plan_chunks(plan_runs(spec), memory_budget, len(devices))
+    prepare_output(out_dir, spec, plan_hash(spec, chunks), overwrite, process)
+    share = chunks[process::processes]
+    report = SweepReport(out_dir, process, len(devices), [c.name for c in share])
+    status_path = out_dir / PROCESS_FILE.format(process)
+    results.write_text(status_path, json.dumps(report.stats("running")))
     metadata = results.provenance(spec.source_text, spec.scale)
-    report = SweepReport(out_dir)
-    todo = [c for c in chunks if not (out_dir / f"runs-{c.name}.parquet").exists()]
-    report.chunks_skipped = len(chunks) - len(todo)
+    try:
+        train_share(spec, share, devices, metadata, report,
+                    show=progress and process == 0)
+    except Exception as err:
+        results.write_text(status_path, json.dumps(report.stats("failed", repr(err))))
+        raise
+    results.write_text(status_path, json.dumps(report.stats("done")))
+    if process == 0:
+        stall = max(MIN_STALL_SECONDS, 3 * report.slowest_chunk_seconds)
+        statuses = wait_for_processes(out_dir, chunks, processes, stall)
+        write_manifest(out_dir, metadata, memory_budget, chunks, statuses)
+        remove_temporaries(out_dir)
+    return report
+
+
+def train_share(spec: SweepSpec, share: list[ChunkPlan], devices: list, metadata: dict,
+                report: SweepReport, show: bool) -> None:
+    """Train the chunks of ``share`` whose runs part is not on disk yet, one part pair each."""
+    out_dir = report.out_dir
+    mesh = Mesh(np.asarray(devices), ("runs",))
+    todo = [c for c in share if not (out_dir / f"runs-{c.name}.parquet").exists()]
+    report.chunks_skipped = len(share) - len(todo)
     per_run, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
     programs: dict[tuple, Program] = {}
-    total = sum(len(c.runs) * c.bucket.static.steps for c in todo)
+    runs_total = sum(len(c.runs) for c in share)
+    runs_done = runs_total - sum(len(c.runs) for c in todo)
     # A live bar on a terminal; one line per chunk in a log; nothing from non-zero processes.
-    show = progress and jax.process_index() == 0
     bar_on_terminal = show and sys.stderr.isatty()
-    with tqdm(total=total, unit="run-step", unit_scale=True, disable=not bar_on_terminal,
-              file=sys.stderr, desc=spec.output_name) as bar:
-        for chunk in todo:
+    with tqdm(total=sum(len(c.runs) * c.bucket.static.steps for c in todo), unit="run-step",
+              unit_scale=True, disable=not bar_on_terminal, file=sys.stderr,
+              desc=spec.output_name) as bar:
+        for number, chunk in enumerate(todo, 1):
             static, bucket = chunk.bucket.static, chunk.bucket
             table = data.operation_table(groups.parse_group(bucket.group), static.num_ops)
             hparams, split, seeds = chunk_arrays(chunk)
@@ -338,42 +505,109 @@ def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
             args = (*jax.device_put((hparams, split, keys), per_run),
                     jax.device_put(Task(*table), replicated))
             shape_key = (static, bucket.group, chunk.size, bucket.train_rows)
+            compile_seconds = 0.0
             if shape_key not in programs:
-                bar.set_postfix_str(f"compiling bucket {bucket.id}")
+                bar.set_postfix_str(f"{runs_done}/{runs_total} runs, compiling bucket {bucket.id}")
                 programs[shape_key] = compile_program(static, args, mesh)
-                report.compile_seconds[bucket.id] = programs[shape_key].compile_seconds
-            bar.set_postfix_str(f"bucket {bucket.id} chunk {chunk.index}")
+                compile_seconds = programs[shape_key].compile_seconds
+                report.compile_seconds[bucket.id] = compile_seconds
+            bar.set_postfix_str(f"{runs_done}/{runs_total} runs, chunk {number}/{len(todo)} "
+                                f"(bucket {bucket.id})")
             real_runs = len(chunk.runs)  # progress counts run-steps of real (unpadded) runs
             start = time.perf_counter()
-            curves, diverged_step = run_chunk(
+            curves, diverged_step, features = run_chunk(
                 programs[shape_key], static, args,
                 partial(lambda steps, runs: bar.update(steps * runs), runs=real_runs))
             seconds = time.perf_counter() - start
-            runs, curve_rows = chunk_tables(chunk, spec.output_name, curves, diverged_step,
-                                            seconds)
+            runs, curve_rows, feature_rows = chunk_tables(chunk, spec.output_name, curves,
+                                                          diverged_step, features, seconds)
             results.write_table(curve_rows, out_dir / results.CURVES_DIR /
                                 f"curves-{chunk.name}.parquet", metadata)
+            if feature_rows is not None:
+                results.write_table(feature_rows, out_dir / results.FEATURES_DIR /
+                                    f"features-{chunk.name}.parquet", metadata)
             # The runs part is written last: its presence marks the chunk as done.
             results.write_table(runs, out_dir / f"runs-{chunk.name}.parquet", metadata)
+            runs_done += real_runs
             report.chunks_run += 1
             report.train_seconds += seconds
-            report.run_steps += len(chunk.runs) * static.steps
+            report.run_steps += real_runs * static.steps
+            report.slowest_chunk_seconds = max(report.slowest_chunk_seconds,
+                                               seconds + compile_seconds)
+            bar.set_postfix_str(f"{runs_done}/{runs_total} runs")
             if show and not bar_on_terminal:
-                print(f"{spec.output_name}: chunk {report.chunks_run}/{len(todo)} done "
-                      f"({len(chunk.runs)} runs, {seconds:.1f}s)", file=sys.stderr, flush=True)
-    write_manifest(report, metadata, chunks)
-    return report
+                print(f"{spec.output_name}: chunk {number}/{len(todo)} done, {runs_done}/"
+                      f"{runs_total} runs, {seconds:.1f}s, "
+                      f"{real_runs * static.steps / seconds:,.0f} run-steps/s",
+                      file=sys.stderr, flush=True)
 
 
-def write_manifest(report: SweepReport, metadata: dict, chunks: list[ChunkPlan]) -> None:
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def wait_for_processes(out_dir: Path, chunks: list[ChunkPlan], processes: int,
+                       stall_seconds: float, start_grace_seconds: float = START_GRACE_SECONDS,
+                       poll_seconds: float = 1.0) -> list[dict]:
+    """Process 0: every process's final status, once every planned chunk's runs part is there.
+
+    Nothing but the shared directory connects the processes. Raises SweepIncomplete when a
+    process failed, when nothing new arrived for ``stall_seconds``, or when a process's status
+    file is still absent after ``start_grace_seconds`` (the directory is not shared).
+    """
+    started = changed = time.monotonic()
+    progress = None
+    while True:
+        names = set(os.listdir(out_dir))
+        missing = [c for c in chunks if f"runs-{c.name}.parquet" not in names]
+        statuses = [_read_json(out_dir / PROCESS_FILE.format(i)) for i in range(processes)]
+        done = [s for s in statuses if s and s["status"] == "done"]
+        if not missing and len(done) == processes:
+            return statuses
+        # Statuses are trusted after a grace period: by then every process has replaced the one
+        # a previous run may have left with its own.
+        now = time.monotonic()
+        settled = now - started > start_grace_seconds
+        failed = [s for s in statuses if s and s["status"] == "failed"]
+        if failed and settled:
+            raise SweepIncomplete(f"process {failed[0]['process']} failed: {failed[0]['error']}; "
+                                  "run the same command again to finish the missing chunks")
+        absent = [i for i, s in enumerate(statuses) if s is None]
+        if absent and settled:
+            raise SweepIncomplete(
+                f"process 0 does not see the status file of process(es) {absent} in {out_dir}: "
+                "the processes do not share this directory, so each host holds its own parts "
+                f"and no {MANIFEST_FILE} is written. Copy every host's part files into one "
+                "directory to read them as one table")
+        if (len(missing), len(done)) != progress:
+            progress, changed = (len(missing), len(done)), now
+        elif now - changed > stall_seconds:
+            waiting = [i for i, s in enumerate(statuses) if not s or s["status"] != "done"]
+            raise SweepIncomplete(
+                f"{len(missing)} of {len(chunks)} chunks are not in {out_dir} and nothing new "
+                f"arrived for {stall_seconds:.0f}s (process(es) {waiting} not done); "
+                f"{MANIFEST_FILE} is not written. Run the same command again to finish them")
+        time.sleep(poll_seconds)
+
+
+def write_manifest(out_dir: Path, metadata: dict, memory_budget: int, chunks: list[ChunkPlan],
+                   statuses: list[dict]) -> None:
+    rates = [s["run_steps_per_second"] for s in statuses if s["run_steps_per_second"]]
     manifest = {
         "provenance": {k: v for k, v in metadata.items() if k != "sweep_toml"},
-        "chunks": len(chunks),
-        "chunks_run": report.chunks_run,
-        "chunks_skipped": report.chunks_skipped,
-        "compile_seconds": report.compile_seconds,
-        "train_seconds": report.train_seconds,
-        "run_steps_per_second": report.run_steps_per_second,
+        "memory_budget": memory_budget,
+        "run_steps_per_second": sum(rates) if rates else None,  # all processes together
+        "processes": statuses,
+        "chunks": [{"name": c.name, "bucket": c.bucket.id, "index": c.index, "runs": len(c.runs),
+                    "size": c.size, "process": n % len(statuses)} for n, c in enumerate(chunks)],
     }
-    path = report.out_dir / MANIFEST_FILE
-    path.write_text(json.dumps(manifest, indent=2, default=float))
+    results.write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2))
+
+
+def remove_temporaries(out_dir: Path) -> None:
+    """Hidden files of writers killed mid-write; called when every process has finished."""
+    for path in out_dir.rglob(f".*{results.TEMPORARY_SUFFIX}"):
+        path.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from grokjax import model
+from grokjax import diagnostics, model
 from grokjax.optim import OPTIMIZERS
 
 
@@ -42,6 +42,10 @@ class Static:
     eval_every: int
     other_layers: int = 0
     ridge: bool = False  # V replaced by the ridge solution in every training forward pass
+    embed_trainable: bool = False
+    complex_weights: bool = False
+    diagnostics: bool = False  # Li2 diagnostics at every evaluation, features at the end
+    fourier: bool = False  # the group is Z_M, so hidden nodes have a Fourier spectrum
 
     @property
     def num_evals(self) -> int:
@@ -56,6 +60,7 @@ class HParams(NamedTuple):
     ridge_lambda: jax.Array
     top_layer_init_multiplier: jax.Array
     output_multiplier: jax.Array
+    imag_init_scale: jax.Array
 
 
 class Split(NamedTuple):
@@ -75,13 +80,12 @@ class State(NamedTuple):
     opt_state: Any
     step: jax.Array  # int32, updates applied so far
     diverged_step: jax.Array  # int32, the update that went non-finite, or -1
+    previous_params: model.Params | None = None  # at the last evaluation (diagnostics only)
 
 
-class Metrics(NamedTuple):
-    train_loss: jax.Array
-    test_loss: jax.Array
-    train_acc: jax.Array
-    test_acc: jax.Array
+# Evaluation metrics by name: train_loss, test_loss, train_acc, test_acc, and with diagnostics
+# the scalars of diagnostics.training_diagnostics / weight_diagnostics and Fourier summaries.
+Metrics = dict[str, jax.Array]
 
 
 class Outputs(NamedTuple):
@@ -94,6 +98,7 @@ class TrainFunctions(NamedTuple):
     init_from_params: Any  # (params, hparams) -> State
     segment: Any  # (state, hparams, split, task, num_evals) -> (State, Metrics of (num_evals,))
     evaluate: Any  # (state, hparams, split, task) -> Metrics
+    features: Any  # (state, hparams, split, task) -> per-node arrays (K,) (diagnostics only)
     train: Any  # (hparams, split, key, task) -> Outputs
 
 
@@ -103,6 +108,29 @@ def ridge_top_layer(features: jax.Array, targets: jax.Array, ridge_lambda: jax.A
     projected = jnp.matmul(u.T, targets, precision=model.PRECISION)
     return jnp.matmul(vt.T, (s / (s * s + ridge_lambda))[:, None] * projected,
                       precision=model.PRECISION)
+
+
+def over_runs(fn, runs_per_batch: int | None):
+    """``fn(*per_run, shared)`` along the leading run axis of ``per_run``; ``shared`` is common.
+
+    ``None`` vmaps every run into each operation, which GPUs and TPUs need to stay busy. An
+    integer loops over the runs, that many at a time: on a CPU one run's working set then stays
+    in cache through a whole segment (2-3x the throughput of a full vmap here), and with 1 every
+    run executes the same code whatever the grid size, so results never depend on batching.
+    """
+    if runs_per_batch is None:
+        return lambda *args: jax.vmap(fn, in_axes=(0,) * (len(args) - 1) + (None,))(*args)
+
+    def mapped(*args):
+        *per_run, shared = args
+        return jax.lax.map(lambda xs: fn(*xs, shared), tuple(per_run),
+                           batch_size=runs_per_batch if runs_per_batch > 1 else None)
+
+    return mapped
+
+
+def default_runs_per_batch(backend: str) -> int | None:
+    return 1 if backend == "cpu" else None
 
 
 def _all_finite(tree) -> jax.Array:
@@ -116,35 +144,34 @@ def make_train(static: Static) -> TrainFunctions:
         return OPTIMIZERS[static.optimizer](hparams.lr, hparams.weight_decay, static.steps)
 
     def init_from_params(params: model.Params, hparams: HParams) -> State:
-        return State(params, optimizer(hparams).init(params), jnp.int32(0), jnp.int32(-1))
+        return State(params, optimizer(hparams).init(params), jnp.int32(0), jnp.int32(-1),
+                     params if static.diagnostics else None)
 
     def init(hparams: HParams, key: jax.Array) -> State:
         params = model.init_params(
             key, static.num_ops, order, static.width, static.other_layers,
-            hparams.top_layer_init_multiplier,
+            hparams.top_layer_init_multiplier, embed_trainable=static.embed_trainable,
+            complex_weights=static.complex_weights, imag_init_scale=hparams.imag_init_scale,
         )
         return init_from_params(params, hparams)
 
     def train_loss(params, hparams: HParams, split: Split, task: Task):
-        n_train = split.is_train.sum()
-        weight = (jnp.arange(split.train_rows.shape[0]) < n_train) / n_train  # (n_pad,)
+        present = jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()  # (n_pad,)
         labels = task.labels[split.train_rows]
         features = model.top_features(
-            params, model.first_layer(params["W"], task.inputs[split.train_rows], order),
-            static.activation,
+            params, model.hidden(params, task.inputs[split.train_rows], order), static.activation,
         )
         V = params["V"]
         if static.ridge:
-            present = (weight > 0)[:, None]
             targets = jax.nn.one_hot(labels, order) - 1.0 / order
-            solved = ridge_top_layer(jnp.where(present, features, 0.0),
-                                     jnp.where(present, targets, 0.0), hparams.ridge_lambda)
+            solved = ridge_top_layer(jnp.where(present[:, None], features, 0.0),
+                                     jnp.where(present[:, None], targets, 0.0),
+                                     hparams.ridge_lambda)
             V = jax.lax.stop_gradient(solved)
             # Forward with the solved V; its gradient is taken at that point, as in the code.
             params = {**params, "V": params["V"] + jax.lax.stop_gradient(V - params["V"])}
-        logits = model.readout(params["V"], features, hparams.output_multiplier)
-        loss = jnp.sum(weight * model.per_sample_loss(static.loss, logits, labels))
-        return loss, V
+        logits = model.readout(params, features, hparams.output_multiplier)
+        return model.mean_loss(static.loss, logits, labels, present), V
 
     def step(state: State, hparams: HParams, split: Split, task: Task) -> State:
         (loss, V), grads = jax.value_and_grad(train_loss, has_aux=True)(
@@ -159,25 +186,69 @@ def make_train(static: Static) -> TrainFunctions:
         frozen = jax.tree.map(lambda new, old: jnp.where(keep, new, old),
                               (new_params, opt_state), (state.params, state.opt_state))
         diverged_step = jnp.where(healthy & ~finite, state.step, state.diverged_step)
-        return State(*frozen, state.step + 1, diverged_step)
+        return State(*frozen, state.step + 1, diverged_step, state.previous_params)
+
+    def train_features(params, split: Split, task: Task):
+        """σ(XW) of the train rows (n_pad, K), the real part, and which rows are real."""
+        present = jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()
+        hidden = model.hidden(params, task.inputs[split.train_rows], order)
+        return jnp.real(model.ACTIVATIONS[static.activation](hidden)), present
+
+    def diagnostic_metrics(state: State, split: Split, task: Task) -> Metrics:
+        params = state.params
+        W, V = (jnp.real(w) for w in model.weights(params))
+        F, present = train_features(params, split, task)
+        out = diagnostics.training_diagnostics(F, V, task.labels[split.train_rows], present,
+                                               order)
+        if static.other_layers:  # F·V is not the output: the reference logs NaN too
+            out |= {"dF_norm": jnp.float32(jnp.nan), "G_F_norm": jnp.float32(jnp.nan)}
+        out |= diagnostics.weight_diagnostics(params, state.previous_params)
+        if static.fourier:
+            out |= {
+                "frequency_dominated_fraction":
+                    diagnostics.frequency_dominated_fraction(W, order, static.num_ops),
+                "frequencies_covered": diagnostics.frequencies_covered(W, order, static.num_ops),
+            }
+        out["active_node_fraction"] = jnp.mean(diagnostics.active_nodes(W).astype(jnp.float32))
+        return out
 
     def evaluate(state: State, hparams: HParams, split: Split, task: Task) -> Metrics:
         logits = model.forward(state.params, task.inputs, order, static.activation,
                                hparams.output_multiplier)
-        losses = model.per_sample_loss(static.loss, logits, task.labels)
         correct = jnp.argmax(logits, axis=-1) == task.labels
         is_test = ~split.is_train
-        n_train, n_test = split.is_train.sum(), is_test.sum()
-        return Metrics(
-            jnp.sum(jnp.where(split.is_train, losses, 0.0)) / n_train,
-            jnp.sum(jnp.where(is_test, losses, 0.0)) / n_test,
-            jnp.sum(split.is_train & correct) / n_train,
-            jnp.sum(is_test & correct) / n_test,
-        )
+        metrics = {
+            "train_loss": model.mean_loss(static.loss, logits, task.labels, split.is_train),
+            "test_loss": model.mean_loss(static.loss, logits, task.labels, is_test),
+            "train_acc": jnp.sum(split.is_train & correct) / split.is_train.sum(),
+            "test_acc": jnp.sum(is_test & correct) / is_test.sum(),
+        }
+        return metrics | (diagnostic_metrics(state, split, task) if static.diagnostics else {})
+
+    def features(state: State, hparams: HParams, split: Split, task: Task) -> dict:
+        """Per hidden node (K,) at the end of a run: energy 𝓔(ŵ) on the train set and on the
+        full table, and for Z_M the Fourier statistics of diagnostics.node_fourier_stats."""
+        W = jnp.real(model.weights(state.params)[0])
+        everything = jnp.ones(task.labels.shape, bool)
+        present = jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()
+        out = {
+            "energy_train": diagnostics.node_energy(
+                W, task.inputs[split.train_rows], task.labels[split.train_rows], present, order,
+                static.activation),
+            "energy_full": diagnostics.node_energy(W, task.inputs, task.labels, everything,
+                                                   order, static.activation),
+            "norm": jnp.sqrt(jnp.sum(W * W, axis=0)),
+            "active": diagnostics.active_nodes(W),
+        }
+        if static.fourier:
+            out |= diagnostics.node_fourier_stats(W, order, static.num_ops)
+        return out
 
     def segment(state, hparams, split, task, num_evals: int):
         def one_eval(state, _):
             metrics = evaluate(state, hparams, split, task)
+            if static.diagnostics:
+                state = state._replace(previous_params=state.params)
             state = jax.lax.fori_loop(
                 0, static.eval_every, lambda _, s: step(s, hparams, split, task), state
             )
@@ -189,6 +260,6 @@ def make_train(static: Static) -> TrainFunctions:
         state, metrics = segment(init(hparams, key), hparams, split, task, static.num_evals)
         final = evaluate(state, hparams, split, task)
         curves = jax.tree.map(lambda m, f: jnp.concatenate([m, f[None]]), metrics, final)
-        return Outputs(Metrics(*curves), state)
+        return Outputs(curves, state)
 
-    return TrainFunctions(init, init_from_params, segment, evaluate, train)
+    return TrainFunctions(init, init_from_params, segment, evaluate, features, train)
