@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 SWEEP_FLAGS := --scale $(SCALE) --results $(RESULTS)$(if $(DISTRIBUTED), --distributed)
 STAMP := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: install test lint sweep-wd sweep-ratio sweep-width sweep plan fit report clean
+.PHONY: install test lint bench sweep-wd sweep-ratio sweep-width sweep plan fit report clean
 
 install: $(STAMP)
 
@@ -54,6 +54,10 @@ report: $(STAMP)
 # make sweep NAME=<file in sweeps/> [SCALE=...]
 sweep: $(STAMP)
 	$(BIN)/grokjax sweep sweeps/$(NAME).toml $(SWEEP_FLAGS)
+
+# Throughput of the training call (benchmarks/README.md); writes benchmarks/out/bench.{md,csv}
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 plan: $(STAMP)
 	$(BIN)/grokjax plan sweeps/$(or $(NAME),wd).toml --scale $(SCALE)

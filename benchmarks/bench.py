@@ -36,9 +36,10 @@ BUCKETS = (
     ("M=23 K=256 n=476", "23", 256, 0.1),
     ("M=71 K=512 n=2016", "71", 512, 0.6),
     ("M=127 K=2048 n=3225", "127", 2048, 0.8),
+    ("M=23 K=512 n=264", "23", 512, 0.5),  # sweeps/fig3.toml's bucket (not run by default)
 )
 MEMORY_BUDGET = 6 * 2**30  # bytes per call on this 24 GiB machine
-MAX_CALL_SECONDS = 20.0  # skip larger grids of a bucket once one call takes longer
+MAX_CALL_SECONDS = 30.0  # skip the larger grids of a bucket whose calls would take longer
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
@@ -72,17 +73,19 @@ class Row:
 
 
 def measure(label: str, group: str, width: int, test_size: float, runs: int, eval_every: int,
-            peak: float, repeats: int) -> Row:
+            peak: float, repeats: int, diagnostics: bool = False) -> Row:
     steps = 2 * max(eval_every, 8)  # at least two segment calls
     fixed = dict(group=group, K=width, test_size=test_size, lr=1e-3, weight_decay=1e-4,
-                 steps=steps, eval_every=eval_every)
+                 steps=steps, eval_every=eval_every, diagnostics=diagnostics)
     spec = SweepSpec("bench", "", "default", fixed, ({"seed": list(range(runs))},), "")
     [bucket] = sweep.plan_runs(spec)
-    [chunk] = sweep.plan_chunks([bucket], 2**62, 1)
+    [chunk] = sweep.plan_chunks([bucket], 2**62, jax.local_device_count())
     table = data.operation_table(groups.parse_group(group), 2)
     hparams, split, seeds = sweep.chunk_arrays(chunk)
     args = (hparams, split, jax.vmap(jax.random.PRNGKey)(seeds), Task(*table))
-    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("runs",))
+    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("runs",))
+    per_run = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    args = (*jax.device_put(args[:3], per_run), args[3])
     program = sweep.compile_program(bucket.static, args, mesh)
     hparams, split, keys, task = args
     state = program.init(hparams, keys)
@@ -100,6 +103,7 @@ def measure(label: str, group: str, width: int, test_size: float, runs: int, eva
     memory = program.segment.memory_analysis()
     mib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
            + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**20
+    label += " +diagnostics" if diagnostics else ""
     return Row(label, runs, eval_every, program.compile_seconds, rate, flops / 1e9, flops / peak,
                mib)
 
@@ -122,12 +126,15 @@ def markdown(rows: list[Row], peak: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sweep.use_every_cpu_core()  # as the CLI does: one CPU device per core
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     parser.add_argument("--eval-every", type=int, nargs="+", default=[1, 100])
-    parser.add_argument("--buckets", type=int, nargs="+", default=list(range(len(BUCKETS))),
-                        help="indices into the standard buckets")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--buckets", type=int, nargs="+", default=[0, 1, 2],
+                        help="indices into the standard buckets (3: the fig3 bucket)")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="also measure each setting with the Li2 diagnostics on")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = parser.parse_args(argv)
     peak = matmul_peak()
@@ -145,13 +152,18 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"skip {label} R={runs}: ~{runs * bucket_bytes / 2**30:.1f} GiB",
                           file=sys.stderr)
                     break
-                row = measure(label, group, width, test_size, runs, eval_every, peak,
-                              args.repeats)
-                rows.append(row)
-                print(markdown([row], peak).splitlines()[-1], file=sys.stderr)
-                call_seconds = runs * max(eval_every, 8) / row.run_steps_per_second
-                if call_seconds > MAX_CALL_SECONDS:
-                    break
+                if rows and rows[-1].bucket.startswith(label) and rows[-1].eval_every == eval_every:
+                    # a call's time grows with R: skip grids whose calls would be too slow
+                    predicted = runs * max(eval_every, 8) / rows[-1].run_steps_per_second
+                    if predicted > MAX_CALL_SECONDS:
+                        print(f"skip {label} R={runs}: ~{predicted:.0f} s per call",
+                              file=sys.stderr)
+                        break
+                for diagnostics in (False, True) if args.diagnostics else (False,):
+                    row = measure(label, group, width, test_size, runs, eval_every, peak,
+                                  args.repeats, diagnostics)
+                    rows.append(row)
+                    print(markdown([row], peak).splitlines()[-1], file=sys.stderr)
     table = markdown(rows, peak)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

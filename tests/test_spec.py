@@ -143,3 +143,17 @@ def test_invalid_variant_combinations_are_reported():
     assert "complex_weights needs activation = 'sqr'" in problems(text)
     assert "imag_init_scale needs complex_weights" in problems(
         TINY_SWEEP.replace("lr = 0.01", "lr = 0.01\nimag_init_scale = 1.0"))
+
+
+def test_cli_uses_one_cpu_device_per_core(tmp_path):
+    """Without a user-set device count the CLI makes one XLA CPU device per core."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    out = subprocess.run(
+        [sys.executable, "-m", "grokjax.cli", "plan", str(write_sweep(tmp_path))],
+        env=env | {"JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"on {len(os.sched_getaffinity(0))} device(s)" in out.stdout

@@ -103,3 +103,40 @@ def test_diagnostics_add_curves_features_and_stage_summaries(tmp_path):
     # The diagnostics observe the same trajectories (run ids differ by the diagnostics flag).
     np.testing.assert_array_equal(np.sort(runs["final_test_loss"]),
                                   np.sort(plain["final_test_loss"]))
+
+
+FAMILY_SWEEP = """
+[fixed]
+K = 24
+lr = 0.02
+weight_decay = 1e-3
+test_size = 0.3
+steps = 30
+eval_every = 10
+seed = 1
+
+[[grid]]  # one group of every family `grokjax list` offers, and an expression table
+group = ["7", "2x3", "mul7", "dihedral8", "dicyclic8", "semidirect:7:3:2", "S3", "A4",
+         "expr:x**2+x*y+y**2 mod 7"]
+
+[[grid]]  # three operands: a+b+c mod 5
+group = ["5"]
+num_ops = [3]
+"""
+
+
+def test_every_group_family_and_three_operands_train(tmp_path):
+    report = sweep.run_sweep(spec.parse(FAMILY_SWEEP), out_dir=tmp_path / "families",
+                             progress=False)
+    runs = results.read_runs(report.out_dir).set_index("group")
+    assert len(runs) == 10
+    assert np.isfinite(runs["final_train_loss"]).all()
+    assert not runs["diverged"].any()
+    # Training reduced the loss from its initial value in every task.
+    curves = results.read_curves(report.out_dir)
+    first = curves[curves["step"] == 0].set_index("run_id")["train_loss"]
+    last = curves[curves["step"] == 30].set_index("run_id")["train_loss"]
+    assert (last < first).all()
+    assert runs.loc["S3", "max_irrep_degree"] == 2 and runs.loc["A4", "M"] == 12
+    assert runs.loc["5", "n_train"] + runs.loc["5", "n_test"] == 125
+    assert runs.loc["expr:x**2+x*y+y**2 mod 7", "max_irrep_degree"] == 0

@@ -125,8 +125,11 @@ def cmd_plot(args) -> int:
     directory = _results_dir(args.dir)
     curves_dir = directory / results.CURVES_DIR
     curves = results.read_curves(directory) if curves_dir.is_dir() else None
+    features = (results.read_features(directory)
+                if (directory / results.FEATURES_DIR).is_dir() else None)
     out_dir = Path(args.out) if args.out else directory / "_figures"
-    for name, outcome in plot.plot_all(results.read_runs(directory), curves, out_dir).items():
+    outcomes = plot.plot_all(results.read_runs(directory), curves, out_dir, features=features)
+    for name, outcome in outcomes.items():
         print(f"{name}: {outcome.path or 'skipped: ' + str(outcome.reason)}")
     return 0
 
@@ -207,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sweep.use_every_cpu_core()
     try:
         return args.func(args)
     except spec.SpecError as err:

@@ -363,8 +363,52 @@ def plot_memorization_width(mem: FitResult, path: str | Path) -> Path | None:
     return _save(figure, path)
 
 
+def _spectrum_examples(runs: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """A generalized run and a memorizing one (train accuracy 1, not generalized)."""
+    examples = []
+    for title, chosen in (
+            ("grokked", runs[runs["generalized"]]),
+            ("memorized", runs[~runs["generalized"] & (runs["final_train_acc"] >= 1.0)])):
+        if len(chosen):
+            examples.append((title, chosen.sort_values("run_id").iloc[0]))
+    return examples
+
+
+def plot_node_spectra(runs: pd.DataFrame, features: pd.DataFrame | None,
+                      path: str | Path) -> Path | None:
+    """Per-node Fourier power of W (features table, Z_M with diagnostics): one heat map per
+    example run, active nodes as rows sorted by dominant frequency, power shares as colour."""
+    if features is None or "power_01" not in features:
+        _skip("needs the features table with power spectra (diagnostics = true on Z_M)")
+        return None
+    examples = _spectrum_examples(runs)
+    if not examples:
+        _skip("no generalized or memorizing run to show")
+        return None
+    power_columns = sorted(c for c in features if c.startswith("power_") and c != "power_00")
+    figure, axes = _panels([f"{title} run" for title, _ in examples], width=5.0, height=5.6)
+    for ax, (title, run) in zip(axes, examples, strict=False):
+        nodes = features[(features["run_id"] == run["run_id"]) & features["active"]]
+        nodes = nodes.sort_values(["dominant_frequency", "dominant_power_fraction"])
+        power = nodes[power_columns].to_numpy()
+        share = power / power.sum(axis=1, keepdims=True)
+        ax.grid(False)
+        image = ax.imshow(share, aspect="auto", interpolation="nearest", cmap="viridis",
+                          vmin=0, vmax=1, extent=(0.5, len(power_columns) + 0.5, len(nodes), 0))
+        ax.set_xlabel("frequency k (pooled with M − k)")
+        ax.set_ylabel("active hidden node (sorted by dominant frequency)")
+        ax.set_title(f"{title}: wd={run['weight_decay']:g}, seed {run['seed']}, "
+                     f"test acc {run['final_test_acc']:.2f}\n{len(nodes)} active nodes, "
+                     f"{run['final_frequency_dominated_fraction']:.0%} frequency-dominated")
+    figure.colorbar(image, ax=list(axes), label="share of the node's non-constant power")
+    figure.suptitle(f"Hidden-node spectra on {examples[0][1]['group_name']}, "
+                    f"K = {examples[0][1]['K']}")
+    return _save(figure, path)
+
+
 def plot_all(runs: pd.DataFrame, curves: pd.DataFrame | None, out_dir: str | Path,
-             fits: dict[str, FitResult] | None = None) -> dict[str, PlotOutcome]:
+             fits: dict[str, FitResult] | None = None,
+             features: pd.DataFrame | None = None) -> dict[str, PlotOutcome]:
     """Every figure the data support, as ``<out_dir>/<name>.png``; the others say why not."""
     out_dir = Path(out_dir)
     fits = fits if fits is not None else fit.fit_all(runs)
@@ -376,6 +420,7 @@ def plot_all(runs: pd.DataFrame, curves: pd.DataFrame | None, out_dir: str | Pat
         "wd_speed": lambda p: plot_wd_speed(runs, fits["wd_speed"], p),
         "lr_effect": lambda p: plot_lr_effect(fits["lr_effect"], p),
         "memorization_width": lambda p: plot_memorization_width(fits["memorization_width"], p),
+        "node_spectra": lambda p: plot_node_spectra(runs, features, p),
     }
     outcomes = {}
     for name, draw in jobs.items():

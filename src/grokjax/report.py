@@ -18,10 +18,9 @@ import pyarrow.parquet as pq
 
 from grokjax import fit, plot
 from grokjax.fit import FitResult
+from grokjax.results import CURVES_DIR, FEATURES_DIR, METADATA_KEY
 
 REPORT_DIR = "_report"
-CURVES_DIR = "_curves"
-METADATA_KEY = b"grokjax"
 MAX_EXCLUDED_LISTED = 50
 TITLES = {
     "generalization_boundary": "Generalization boundary p*(M)",
@@ -50,7 +49,9 @@ def write_report(results_dir: str | Path, out_path: str | Path | None = None,
     out_path = Path(out_path) if out_path else results_dir / REPORT_DIR / "report.md"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fits = fit.fit_all(runs, n_boot=n_boot, level=level, seed=seed)
-    figures = plot.plot_all(runs, curves, out_path.parent, fits=fits)
+    features_dir = results_dir / FEATURES_DIR
+    features = pd.read_parquet(features_dir) if features_dir.is_dir() else None
+    figures = plot.plot_all(runs, curves, out_path.parent, fits=fits, features=features)
     text = render_report(results_dir, runs, fits, figures, read_provenance(results_dir),
                          out_path.parent, level)
     out_path.write_text(text, encoding="utf-8")
@@ -272,6 +273,11 @@ def render_report(results_dir: Path, runs: pd.DataFrame, fits: dict[str, FitResu
         lines += SECTIONS[name](result, level) + [""]
         lines += _figure_links(FIGURES.get(name, ()), figures, base) + [""]
     lines += ["## Grokking curves", ""] + _figure_links(["grokking_curves"], figures, base) + [""]
+    if figures.get("node_spectra") and figures["node_spectra"].path:
+        lines += ["## Hidden-node spectra", "", "Fourier power of each active hidden node's "
+                  "weights (features table): a grokked network's nodes each carry one "
+                  "frequency; a memorizing network's are spread.", ""]
+        lines += _figure_links(["node_spectra"], figures, base) + [""]
     excluded = fit.split_usable(runs)[1]
     if len(excluded):
         lines += ["## Excluded runs", "", markdown_table(

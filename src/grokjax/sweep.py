@@ -177,6 +177,22 @@ def bytes_per_run(bucket: Bucket) -> int:
     return int(SAFETY * BYTES_PER_FLOAT * floats)
 
 
+def use_every_cpu_core() -> None:
+    """One XLA CPU device per core, unless the user chose a device count.
+
+    XLA:CPU runs this model's small matmuls on one thread, so per-core devices, each training
+    its own runs, nearly double throughput on 2 cores (3,680 vs 1,960 run-steps/s at M=23,
+    K=256). It must run before JAX starts its backends; later it changes nothing.
+    """
+    if ("JAX_NUM_CPU_DEVICES" in os.environ
+            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
+    except RuntimeError:  # backends already running (e.g. a notebook): keep their devices
+        pass
+
+
 def default_memory_budget() -> int:
     """Per device: half of its memory, or on CPU a quarter of host RAM shared by the devices."""
     devices = jax.local_devices()

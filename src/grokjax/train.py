@@ -242,6 +242,8 @@ def make_train(static: Static) -> TrainFunctions:
         }
         if static.fourier:
             out |= diagnostics.node_fourier_stats(W, order, static.num_ops)
+            power = diagnostics.pooled_power(W, order, static.num_ops)  # (⌊M/2⌋ + 1, K)
+            out |= {f"power_{k:02d}": power[k] for k in range(power.shape[0])}
         return out
 
     def segment(state, hparams, split, task, num_evals: int):
