@@ -88,8 +88,35 @@ def test_plot_all_reports_what_it_drew_and_why_not(rng, tmp_path):
     assert_png(outcomes["wd_speed"].path)
     assert_png(outcomes["grokking_curves"].path)
     skipped = {name: o.reason for name, o in outcomes.items() if o.path is None}
-    assert set(skipped) == {"phase_diagram", "collapse", "lr_effect", "memorization_width"}
+    assert set(skipped) == {"phase_diagram", "collapse", "lr_effect", "memorization_width",
+                            "node_spectra"}
     assert all(skipped.values())
+
+
+def test_node_spectra_show_a_grokked_and_a_memorizing_run(tmp_path):
+    """Synthetic features: the grokked run's nodes are pure frequencies, the other's flat."""
+    order, width = 11, 8
+    runs = pd.DataFrame({
+        "run_id": ["a", "b"], "generalized": [True, False], "final_train_acc": [1.0, 1.0],
+        "final_test_acc": [1.0, 0.1], "weight_decay": [1e-3, 0.0], "seed": [1, 1],
+        "final_frequency_dominated_fraction": [1.0, 0.0], "group_name": ["Z_11"] * 2,
+        "K": [width] * 2,
+    })
+    rows = []
+    for run_id, pure in (("a", True), ("b", False)):
+        for node in range(width):
+            power = np.zeros(order // 2 + 1)
+            if pure:
+                power[node % 5 + 1] = 1.0
+            else:
+                power[1:] = 1.0
+            rows.append({"run_id": run_id, "node": node, "active": True,
+                         "dominant_frequency": int(power[1:].argmax()) + 1,
+                         "dominant_power_fraction": power[1:].max() / power[1:].sum(),
+                         **{f"power_{k:02d}": p for k, p in enumerate(power)}})
+    assert_png(plot.plot_node_spectra(runs, pd.DataFrame(rows), tmp_path / "spectra.png"))
+    with pytest.warns(plot.PlotSkipped, match="features table"):
+        assert plot.plot_node_spectra(runs, None, tmp_path / "none.png") is None
 
 
 # ---------------------------------------------------------------------------------------------

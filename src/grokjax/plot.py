@@ -67,6 +67,20 @@ def _panels(titles: list[str], width: float = 5.6, height: float = 4.2):
     return figure, axes[:len(titles)]
 
 
+def _fit_panels(result: FitResult | None, name: str, frame: str = "table"):
+    """A usable fit's ``table`` (or ``detail``) and its condition labels in table order, or
+    None after warning why the figure is skipped."""
+    reason = _unusable(result, name)
+    if reason is None:
+        rows = getattr(result, frame)
+        labels = list(dict.fromkeys(rows["condition"]))
+        reason = _too_many_panels(labels)
+    if reason:
+        _skip(reason)
+        return None
+    return rows, labels
+
+
 def _too_many_panels(labels) -> str | None:
     if len(labels) > MAX_PANELS:
         return (f"{len(labels)} conditions would need one panel each (limit {MAX_PANELS});"
@@ -173,14 +187,10 @@ def plot_phase_diagram(boundary: FitResult, law: FitResult | None,
                        path: str | Path) -> Path | None:
     """M × train fraction heatmap of the generalized fraction, with each group's fitted p*
     (CI bars), the fitted c·ln M/M and the paper code's 2.7482·ln M/M."""
-    reason = _unusable(boundary, "boundary")
-    if reason:
-        return _skip(reason)
-    cells, table = boundary.detail, boundary.table
-    labels = list(dict.fromkeys(cells["condition"]))  # table order: numeric, not by label text
-    reason = _too_many_panels(labels)
-    if reason:
-        return _skip(reason)
+    panels = _fit_panels(boundary, "boundary", "detail")  # table order: numeric, not by text
+    if panels is None:
+        return None
+    (cells, labels), table = panels, boundary.table
     figure, axes = _panels(labels, width=6.4, height=4.8)
     mesh = None
     for ax, label in zip(axes, labels, strict=True):
@@ -224,14 +234,10 @@ def plot_collapse(collapse: FitResult, path: str | Path,
                   law: FitResult | None = None) -> Path | None:
     """Generalized fraction vs c_eff = n_train/(M ln M), one line per group: if p* = c ln M/M
     holds, all groups cross 50% at c_eff = c."""
-    reason = _unusable(collapse, "collapse")
-    if reason:
-        return _skip(reason)
-    table = collapse.table
-    labels = list(dict.fromkeys(table["condition"]))
-    reason = _too_many_panels(labels)
-    if reason:
-        return _skip(reason)
+    panels = _fit_panels(collapse, "collapse")
+    if panels is None:
+        return None
+    table, labels = panels
     colors = _group_colors(table["M"])
     figure, axes = _panels(labels, width=6.4, height=4.6)
     for ax, label in zip(axes, labels, strict=True):
@@ -305,14 +311,10 @@ def plot_wd_speed(runs: pd.DataFrame, wd: FitResult, path: str | Path) -> Path |
 
 def plot_lr_effect(lr: FitResult, path: str | Path) -> Path | None:
     """Generalized fraction vs learning rate, one line per train fraction (Wilson 95% CI)."""
-    reason = _unusable(lr, "learning-rate")
-    if reason:
-        return _skip(reason)
-    table = lr.table
-    labels = list(dict.fromkeys(table["condition"]))
-    reason = _too_many_panels(labels)
-    if reason:
-        return _skip(reason)
+    panels = _fit_panels(lr, "learning-rate")
+    if panels is None:
+        return None
+    table, labels = panels
     figure, axes = _panels(labels, width=6.0, height=4.4)
     for ax, label in zip(axes, labels, strict=True):
         panel = table[table["condition"] == label]
@@ -332,14 +334,10 @@ def plot_lr_effect(lr: FitResult, path: str | Path) -> Path | None:
 def plot_memorization_width(mem: FitResult, path: str | Path) -> Path | None:
     """K_mem and K_gen vs n_train on log-log axes, with the sufficient width 2M − 2 and the
     fitted power law of K_mem."""
-    reason = _unusable(mem, "memorization-width")
-    if reason:
-        return _skip(reason)
-    detail = mem.detail
-    labels = list(dict.fromkeys(detail["condition"]))
-    reason = _too_many_panels(labels)
-    if reason:
-        return _skip(reason)
+    panels = _fit_panels(mem, "memorization-width", "detail")
+    if panels is None:
+        return None
+    detail, labels = panels
     if not np.isfinite(detail[["K_mem", "K_gen"]].to_numpy(float)).any():
         return _skip("no n_train reached K_mem or K_gen on the K grid")
     figure, axes = _panels(labels, width=6.0, height=4.6)
