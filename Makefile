@@ -15,7 +15,8 @@ BIN := $(VENV)/bin
 SWEEP_FLAGS := --scale $(SCALE) --results $(RESULTS)$(if $(DISTRIBUTED), --distributed)
 STAMP := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: install test lint bench sweep-wd sweep-ratio sweep-width sweep plan fit report clean
+SWEEPS := $(basename $(notdir $(wildcard sweeps/*.toml)))
+.PHONY: install test lint bench plan fit report clean $(addprefix sweep-,$(SWEEPS))
 
 install: $(STAMP)
 
@@ -31,15 +32,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
-# make sweep-wd [SCALE=paper]: writes results/wd (results/wd-paper at paper scale)
-sweep-wd: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/wd.toml $(SWEEP_FLAGS)
-
-sweep-ratio: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/ratio.toml $(SWEEP_FLAGS)
-
-sweep-width: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/width.toml $(SWEEP_FLAGS)
+# make sweep-<name> [SCALE=paper]: runs sweeps/<name>.toml into results/<name> (results/<name>-paper
+# at paper scale): wd, ratio, width, fig3, lr, optim, depth, topv, zeroinit
+$(addprefix sweep-,$(SWEEPS)): sweep-%: $(STAMP)
+	$(BIN)/grokjax sweep sweeps/$*.toml $(SWEEP_FLAGS)
 
 # make fit|report [SWEEP=ratio]: every results directory when SWEEP is not given
 SWEEP ?=
@@ -50,10 +46,6 @@ fit: $(STAMP)
 
 report: $(STAMP)
 	@for d in $(SWEEP_DIRS); do $(BIN)/grokjax report $$d || exit 1; done
-
-# make sweep NAME=<file in sweeps/> [SCALE=...]
-sweep: $(STAMP)
-	$(BIN)/grokjax sweep sweeps/$(NAME).toml $(SWEEP_FLAGS)
 
 # Throughput of the training call (benchmarks/README.md); writes benchmarks/out/bench.{md,csv}
 bench: $(STAMP)

@@ -220,7 +220,10 @@ def plot_phase_diagram(boundary: FitResult, law: FitResult | None,
         ax.set(xscale="log", yscale="log", xlabel="group order M = |G| (log scale)",
                ylabel="training fraction p = n_train / M² (log scale)",
                ylim=(y_range[0] / 1.15, y_range[1] * 1.15))
-        ax.xaxis.set_major_locator(FixedLocator(sorted(panel["M"].unique())))
+        orders = sorted(panel["M"].unique())
+        ax.xaxis.set_major_locator(FixedLocator(orders))
+        if len(orders) > 6:  # neighbouring orders (29, 30, ...) would print over each other
+            ax.tick_params(axis="x", labelrotation=90)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=8, loc="lower left")
