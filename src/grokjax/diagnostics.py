@@ -236,32 +236,38 @@ def active_nodes(W: Array) -> Array:
     return norms >= ACTIVE_NORM_FRACTION * norms.max()
 
 
-def _dominated(W: Array, order: int, num_ops: int, threshold: float) -> tuple[Array, Array]:
+def fourier_summary(W: Array, order: int, num_ops: int,
+                    threshold: float = 0.5) -> dict[str, Array]:
+    """The per-evaluation Fourier summaries of W, from one spectrum and one norm pass:
+
+    * ``frequency_dominated_fraction``: the fraction of the active nodes (``active_nodes``)
+      whose ``dominant_power_fraction`` is ≥ ``threshold``;
+    * ``frequencies_covered`` (int32): the number of distinct dominant frequencies among those
+      nodes; the maximum is ⌊M/2⌋, the local-maximum frequencies of Corollary 2 (coverage,
+      Thm 3 / Thm 8);
+    * ``active_node_fraction``: the fraction of nodes that are active.
+    """
     stats = node_fourier_stats(W, order, num_ops)
-    return stats["dominant_power_fraction"] >= threshold, stats["dominant_frequency"]
+    active = active_nodes(W)
+    counted = (stats["dominant_power_fraction"] >= threshold) & active
+    hit = stats["dominant_frequency"][:, None] == jnp.arange(1, order // 2 + 1)
+    return {
+        "frequency_dominated_fraction": jnp.sum(counted) / jnp.sum(active),
+        "frequencies_covered": jnp.sum(jnp.any(hit & counted[:, None], axis=0)).astype(jnp.int32),
+        "active_node_fraction": jnp.mean(active.astype(jnp.float32)),
+    }
 
 
 def frequency_dominated_fraction(
     W: Array, order: int, num_ops: int, threshold: float = 0.5
 ) -> Array:
-    """Fraction of the active nodes (``active_nodes``) whose ``dominant_power_fraction`` is
-    ≥ ``threshold``."""
-    dominated, _ = _dominated(W, order, num_ops, threshold)
-    active = active_nodes(W)
-    return jnp.sum(dominated & active) / jnp.sum(active)
+    """See ``fourier_summary``."""
+    return fourier_summary(W, order, num_ops, threshold)["frequency_dominated_fraction"]
 
 
 def frequencies_covered(W: Array, order: int, num_ops: int, threshold: float = 0.5) -> Array:
-    """Number (int32) of distinct dominant frequencies among the active frequency-dominated nodes.
-
-    Nodes count when active and their ``dominant_power_fraction`` is ≥ ``threshold``; the
-    maximum is ⌊M/2⌋, the number of local-maximum frequencies of Corollary 2 (coverage,
-    Thm 3 / Thm 8).
-    """
-    dominated, frequency = _dominated(W, order, num_ops, threshold)
-    hit = frequency[:, None] == jnp.arange(1, order // 2 + 1)
-    counted = dominated & active_nodes(W)
-    return jnp.sum(jnp.any(hit & counted[:, None], axis=0)).astype(jnp.int32)
+    """See ``fourier_summary``."""
+    return fourier_summary(W, order, num_ops, threshold)["frequencies_covered"]
 
 
 # --- energy (Theorem 1) and its local maxima (Theorem 2) ------------------------------------

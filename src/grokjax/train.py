@@ -133,6 +133,11 @@ def default_runs_per_batch(backend: str) -> int | None:
     return 1 if backend == "cpu" else None
 
 
+def _train_rows_present(split: Split) -> jax.Array:
+    """Which of the padded train rows (n_pad,) are real: the first n_train."""
+    return jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()
+
+
 def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
@@ -156,7 +161,7 @@ def make_train(static: Static) -> TrainFunctions:
         return init_from_params(params, hparams)
 
     def train_loss(params, hparams: HParams, split: Split, task: Task):
-        present = jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()  # (n_pad,)
+        present = _train_rows_present(split)
         labels = task.labels[split.train_rows]
         features = model.top_features(
             params, model.hidden(params, task.inputs[split.train_rows], order), static.activation,
@@ -190,7 +195,7 @@ def make_train(static: Static) -> TrainFunctions:
 
     def train_features(params, split: Split, task: Task):
         """σ(XW) of the train rows (n_pad, K), the real part, and which rows are real."""
-        present = jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()
+        present = _train_rows_present(split)
         hidden = model.hidden(params, task.inputs[split.train_rows], order)
         return jnp.real(model.ACTIVATIONS[static.activation](hidden)), present
 
@@ -204,13 +209,9 @@ def make_train(static: Static) -> TrainFunctions:
             out |= {"dF_norm": jnp.float32(jnp.nan), "G_F_norm": jnp.float32(jnp.nan)}
         out |= diagnostics.weight_diagnostics(params, state.previous_params)
         if static.fourier:
-            out |= {
-                "frequency_dominated_fraction":
-                    diagnostics.frequency_dominated_fraction(W, order, static.num_ops),
-                "frequencies_covered": diagnostics.frequencies_covered(W, order, static.num_ops),
-            }
-        out["active_node_fraction"] = jnp.mean(diagnostics.active_nodes(W).astype(jnp.float32))
-        return out
+            return out | diagnostics.fourier_summary(W, order, static.num_ops)
+        return out | {"active_node_fraction":
+                      jnp.mean(diagnostics.active_nodes(W).astype(jnp.float32))}
 
     def evaluate(state: State, hparams: HParams, split: Split, task: Task) -> Metrics:
         logits = model.forward(state.params, task.inputs, order, static.activation,
@@ -230,7 +231,7 @@ def make_train(static: Static) -> TrainFunctions:
         full table, and for Z_M the Fourier statistics of diagnostics.node_fourier_stats."""
         W = jnp.real(model.weights(state.params)[0])
         everything = jnp.ones(task.labels.shape, bool)
-        present = jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()
+        present = _train_rows_present(split)
         out = {
             "energy_train": diagnostics.node_energy(
                 W, task.inputs[split.train_rows], task.labels[split.train_rows], present, order,
