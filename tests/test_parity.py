@@ -62,7 +62,8 @@ def run_reference(z, cfg, diagnostics: bool = False):
     @jax.jit
     def run(params, hp, split, task):
         state = fns.init_from_params(params, hp)
-        return fns.segment(state, hp, split, task, static.num_evals)
+        return fns.segment(state, hp, split, jax.random.PRNGKey(0), False, task,
+                           static.num_evals)
 
     state, metrics = run(params, hp, split, task)
     return {k: np.asarray(v, np.float64) for k, v in metrics.items()}, state

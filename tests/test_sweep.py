@@ -1,5 +1,7 @@
 """The engine end to end: tables equal single runs, any device count, resume, refusals."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pandas as pd
 import pytest
 from helpers import TINY_SWEEP
 
-from grokjax import data, groups, results, spec, sweep
+from grokjax import data, groups, outdir, plan, results, spec, sweep
 from grokjax.train import HParams, Split, Task, make_train
 
 
@@ -25,7 +27,7 @@ def without_timing(runs: pd.DataFrame) -> pd.DataFrame:
 
 def test_one_runs_row_per_grid_point_with_documented_dtypes(tiny):
     sweep_spec, report = tiny
-    runs = pd.read_parquet(report.out_dir)
+    runs = pd.read_parquet(report.out_dir / "runs")
     assert len(runs) == len(sweep_spec.runs()) == 9
     assert runs["run_id"].is_unique
     expected = {name: pd.api.types.pandas_dtype(dtype)
@@ -36,10 +38,14 @@ def test_one_runs_row_per_grid_point_with_documented_dtypes(tiny):
                                    for name, dtype in results.CURVES_DTYPES.items()}
     assert len(curves) == 9 * (40 // 5 + 1)
     assert set(curves["step"]) == set(range(0, 41, 5))
+    assert runs["stopped_step"].isna().all() and (runs["steps_trained"] == 40).all()
     meta = results.read_metadata(report.out_dir)
     assert meta["sweep_toml"] == TINY_SWEEP
     assert {"jax", "jaxlib", "optax", "grokjax"} <= set(meta["versions"])
     assert meta["backend"] == "cpu" and meta["device_kind"]
+    manifest = json.loads((report.out_dir / outdir.MANIFEST_FILE).read_text())
+    assert manifest["run_steps_planned"] == manifest["run_steps_executed"] == 9 * 40
+    assert manifest["runs"] == 9 and manifest["rounds"] == 1
 
 
 def test_table_rows_equal_the_run_trained_alone(tiny):
@@ -47,7 +53,7 @@ def test_table_rows_equal_the_run_trained_alone(tiny):
     runs = results.read_runs(report.out_dir)
     curves = results.read_curves(report.out_dir)
     row = runs[(runs["weight_decay"] == 1e-2) & (runs["seed"] == 2)].iloc[0]
-    bucket = sweep.plan_runs(spec.parse(TINY_SWEEP))[0]
+    bucket = plan.plan_runs(spec.parse(TINY_SWEEP))[0]
     table = data.operation_table(groups.parse_group("7"), 2)
     train_idx, _ = data.split(49, 0.4, 2)
     is_train = np.zeros(49, bool)
@@ -63,10 +69,10 @@ def test_table_rows_equal_the_run_trained_alone(tiny):
     assert row["final_test_loss"] == mine["test_loss"].iloc[-1]
 
 
-def test_rerun_skips_finished_chunks_and_changed_sweep_is_refused(tiny, tmp_path):
+def test_rerun_skips_finished_runs_and_changed_sweep_is_refused(tiny, tmp_path):
     sweep_spec, report = tiny
     again = sweep.run_sweep(sweep_spec, out_dir=report.out_dir, progress=False)
-    assert again.chunks_run == 0 and again.chunks_skipped >= 1
+    assert again.runs_trained == 0 and again.runs_skipped == 9
     changed = spec.parse(TINY_SWEEP.replace("lr = 0.01", "lr = 0.02"))
     with pytest.raises(spec.SpecError, match="--overwrite"):
         sweep.run_sweep(changed, out_dir=report.out_dir, progress=False)
@@ -74,16 +80,78 @@ def test_rerun_skips_finished_chunks_and_changed_sweep_is_refused(tiny, tmp_path
     assert (results.read_runs(replaced.out_dir)["lr"] == 0.02).all()
 
 
-def test_memory_budget_splits_a_bucket_into_equal_chunks(tmp_path):
+def test_a_run_larger_than_the_memory_budget_is_refused_before_anything_is_written(tmp_path):
     sweep_spec = spec.parse(TINY_SWEEP)
-    bucket = sweep.plan_runs(sweep_spec)[0]
-    budget = 3 * sweep.bytes_per_run(bucket)
-    chunks = sweep.plan_chunks([bucket], budget, num_devices=1)
-    assert len(chunks) == 3 and {c.size for c in chunks} == {3}
-    report = sweep.run_sweep(sweep_spec, out_dir=tmp_path / "small", progress=False,
-                             memory_budget=budget, devices=jax.local_devices()[:1])
-    assert report.chunks_run == 3
-    assert len(results.read_runs(report.out_dir)) == 9
+    needed = plan.bytes_per_run(plan.plan_runs(sweep_spec)[0])
+    with pytest.raises(spec.SpecError, match=r"MiB per run.*--memory-budget \d+MiB"):
+        sweep.run_sweep(sweep_spec, out_dir=tmp_path / "small", progress=False,
+                        memory_budget=needed // 2)
+    assert not (tmp_path / "small").exists()
+
+
+STOP_SWEEP = TINY_SWEEP.replace("steps = 40\neval_every = 5", "steps = 400\neval_every = 10") + \
+    '\n[stop]\nwhen = "train_acc >= 1.0"\nhold = 30\n'
+
+
+def _curves_by_run(out_dir) -> dict[str, pd.DataFrame]:
+    curves = results.read_curves(out_dir).sort_values(["run_id", "step"])
+    return {run_id: frame.reset_index(drop=True) for run_id, frame in curves.groupby("run_id")}
+
+
+def test_a_stop_rule_ends_runs_at_the_step_it_is_met(tmp_path):
+    stopped = sweep.run_sweep(spec.parse(STOP_SWEEP), out_dir=tmp_path / "stop", progress=False,
+                              devices=jax.local_devices()[:2])
+    full = sweep.run_sweep(spec.parse(STOP_SWEEP.split("[stop]")[0]), out_dir=tmp_path / "full",
+                           progress=False, devices=jax.local_devices()[:2])
+    runs = results.read_runs(stopped.out_dir).set_index("run_id")
+    assert runs["stopped_step"].notna().sum() >= 6  # most runs memorize well before step 400
+    short, long = _curves_by_run(stopped.out_dir), _curves_by_run(full.out_dir)
+    for run_id, row in runs.iterrows():
+        mine = short[run_id]
+        end = row["stopped_step"] if pd.notna(row["stopped_step"]) else 400
+        assert mine["step"].iloc[-1] == end == row["steps_trained"]
+        # The stop rule held at every evaluation over the last `hold` steps, and the run is the
+        # uninterrupted run up to there, bitwise.
+        assert (mine.loc[mine["step"] >= end - 30, "train_acc"] >= 1.0).all() or end == 400
+        pd.testing.assert_frame_equal(mine, long[run_id].iloc[:len(mine)], check_exact=True)
+        assert row["final_train_loss"] == mine["train_loss"].iloc[-1]
+    manifest = json.loads((stopped.out_dir / outdir.MANIFEST_FILE).read_text())
+    assert manifest["run_steps_executed"] == runs["steps_trained"].sum() < \
+        manifest["run_steps_planned"] == 9 * 400
+    assert manifest["runs_stopped_early"] == runs["stopped_step"].notna().sum()
+
+
+def test_stopped_and_refilled_runs_equal_the_same_runs_alone_bitwise(tmp_path):
+    """9 runs stream through 2 slots (one per device) while others stop early; each equals the
+    sweep of that run alone, whatever slot it landed in and whatever ran beside it."""
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        grid = sweep.run_sweep(spec.parse(STOP_SWEEP), out_dir=tmp_path / "grid", progress=False,
+                               devices=jax.local_devices()[:2])
+        programs = len(compiles)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    # One bucket: its empty state and its segment, compiled once while 9 runs refill 2 slots.
+    assert programs == 2, compiles
+    runs = results.read_runs(grid.out_dir).set_index("run_id")
+    curves = _curves_by_run(grid.out_dir)
+    for wd, seed in ((0.0, 0), (1e-2, 2), (1e-3, 1)):
+        alone_text = STOP_SWEEP.replace("weight_decay = [0.0, 1e-3, 1e-2]",
+                                        f"weight_decay = [{wd}]").replace(
+            "seed = [0, 1, 2]", f"seed = [{seed}]")
+        alone = sweep.run_sweep(spec.parse(alone_text), out_dir=tmp_path / f"alone{wd}{seed}",
+                                progress=False, devices=jax.local_devices()[:1])
+        [(run_id, mine)] = _curves_by_run(alone.out_dir).items()
+        pd.testing.assert_frame_equal(mine, curves[run_id], check_exact=True)
+        row = results.read_runs(alone.out_dir).iloc[0]
+        assert row["stopped_step"] is pd.NA and pd.isna(runs.loc[run_id, "stopped_step"]) or \
+            row["stopped_step"] == runs.loc[run_id, "stopped_step"]
 
 
 def test_diagnostics_add_curves_features_and_stage_summaries(tmp_path):
@@ -97,6 +165,8 @@ def test_diagnostics_add_curves_features_and_stage_summaries(tmp_path):
     assert len(features) == len(runs) * 16  # K = 16 nodes per run
     assert set(features["dominant_frequency"]) <= set(range(1, 4))  # Z_7: frequencies 1..3
     assert {"step_G_F_peak", "step_features_emerged", "frequencies_covered"} <= set(runs.columns)
+    assert dict(runs.dtypes) == {name: pd.api.types.pandas_dtype(dtype) for name, dtype in (
+        results.RUNS_DTYPES | results.DIAGNOSTIC_SUMMARY_DTYPES).items()}
     assert runs["frequencies_covered"].between(0, 3).all()
     plain = results.read_runs(sweep.run_sweep(spec.parse(TINY_SWEEP), out_dir=tmp_path / "plain",
                                               progress=False).out_dir)

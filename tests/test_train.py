@@ -107,9 +107,13 @@ def test_diverging_run_is_isolated_and_frozen():
     assert 0 <= diverged_step < STATIC.steps
     assert int(mixed.state.diverged_step[0]) == -1
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(mixed.state.params))
-    # After divergence the metrics stop changing: the run stays at the weights where it stopped.
-    after = np.asarray(mixed.metrics["train_loss"][1][diverged_step // STATIC.eval_every + 1:])
-    np.testing.assert_array_equal(after, np.full_like(after, after[0]))
+    # Nothing after a divergence is measured: the first evaluation after it is NaN and ends the
+    # run (its later points are idle, step -1).
+    first_after = diverged_step // STATIC.eval_every + 1
+    assert np.isnan(mixed.metrics["train_loss"][1][first_after:]).all()
+    assert bool(mixed.state.done[1]) and int(mixed.metrics["step"][1][first_after]) == \
+        first_after * STATIC.eval_every
+    assert (np.asarray(mixed.metrics["step"][1][first_after + 1:]) == -1).all()
 
 
 def test_ridge_top_layer_solves_least_squares():

@@ -6,7 +6,6 @@ Exit codes: 0 success, 2 a bad sweep file or argument (nothing is written), 1 an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import results, spec, sweep
+from grokjax import engine, outdir, plan, results, spec, sweep
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -56,6 +55,14 @@ def print_summary(out_dir: Path, by: list[str]) -> None:
         print(summary_table(runs, by).to_string(float_format=lambda v: f"{v:.3g}"))
 
 
+def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -> str:
+    import jax
+
+    runs = [run for _, run in sweep.first_round(sweep_spec)]
+    return plan.describe(sweep_spec, plan.plan_runs(sweep_spec, runs), budget,
+                         jax.local_device_count(), engine.loops_over_runs(), processes)
+
+
 def cmd_sweep(args) -> int:
     sweep_spec = spec.load(args.file, args.scale)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
@@ -63,17 +70,17 @@ def cmd_sweep(args) -> int:
     import jax
 
     process = jax.process_index()
-    budget = args.memory_budget or sweep.default_memory_budget()
+    budget = args.memory_budget or engine.default_memory_budget()
     if process == 0:
-        print(sweep.describe_plan(sweep_spec, budget, jax.local_device_count(),
-                                  jax.process_count()), flush=True)
+        print(describe_plan(sweep_spec, budget, jax.process_count()), flush=True)
     report = sweep.run_sweep(sweep_spec, args.results, out_dir=args.out,
                              overwrite=args.overwrite, memory_budget=budget,
                              progress=not args.no_progress)
     compile_text = ", ".join(f"{b}: {s:.1f}s" for b, s in report.compile_seconds.items())
     print(f"{f'process {process}: ' if jax.process_count() > 1 else ''}"
-          f"chunks run {report.chunks_run}, skipped (already done) {report.chunks_skipped}; "
-          f"compile {compile_text or 'none'}; training {report.train_seconds:.1f}s, "
+          f"runs trained {report.runs_trained} ({report.runs_stopped} stopped early), skipped "
+          f"(already done) {report.runs_skipped}; rounds {report.rounds}; compile "
+          f"{compile_text or 'none'}; training {report.train_seconds:.1f}s, "
           f"{report.run_steps_per_second:,.0f} run-steps/s")
     if process == 0:
         print_summary(report.out_dir, grid_axes(sweep_spec))
@@ -82,24 +89,26 @@ def cmd_sweep(args) -> int:
 
 def cmd_plan(args) -> int:
     sweep_spec = spec.load(args.file, args.scale)
-    import jax
-
-    budget = args.memory_budget or sweep.default_memory_budget()
-    print(sweep.describe_plan(sweep_spec, budget, jax.local_device_count()))
+    budget = args.memory_budget or engine.default_memory_budget()
+    print(describe_plan(sweep_spec, budget))
     return 0
 
 
 def cmd_summary(args) -> int:
     out_dir = Path(args.dir)
-    plan = json.loads((out_dir / sweep.PLAN_FILE).read_text())
-    sweep_spec = spec.parse((out_dir / sweep.SWEEP_FILE).read_text(), plan["scale"])
+    plan_record = outdir.read_json(out_dir / outdir.PLAN_FILE)
+    sweep_file = out_dir / outdir.SWEEP_FILE
+    if plan_record is None or not sweep_file.is_file() or not results.has_table(out_dir, "runs"):
+        raise spec.SpecError([f"{out_dir} is not a grokjax results directory with finished "
+                              "runs; run `grokjax sweep` first"], "summary")
+    sweep_spec = spec.parse(sweep_file.read_text(), plan_record.get("scale", "default"))
     print_summary(out_dir, grid_axes(sweep_spec))
     return 0
 
 
 def _results_dir(path: str) -> Path:
     directory = Path(path)
-    if not any(directory.glob("runs-*.parquet")):
+    if not results.has_table(directory, "runs"):
         raise spec.SpecError([f"no runs tables in {directory}; run `grokjax sweep` first"])
     return directory
 
@@ -123,10 +132,9 @@ def cmd_plot(args) -> int:
     from grokjax import plot
 
     directory = _results_dir(args.dir)
-    curves_dir = directory / results.CURVES_DIR
-    curves = results.read_curves(directory) if curves_dir.is_dir() else None
+    curves = results.read_curves(directory) if results.has_table(directory, "curves") else None
     features = (results.read_features(directory)
-                if (directory / results.FEATURES_DIR).is_dir() else None)
+                if results.has_table(directory, "features") else None)
     out_dir = Path(args.out) if args.out else directory / "_figures"
     outcomes = plot.plot_all(results.read_runs(directory), curves, out_dir, features=features)
     for name, outcome in outcomes.items():
@@ -210,13 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sweep.use_every_cpu_core()
+    engine.use_every_cpu_core()
     try:
         return args.func(args)
     except spec.SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except sweep.SweepIncomplete as err:
+    except outdir.SweepIncomplete as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

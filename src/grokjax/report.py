@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from grokjax import fit, plot
+from grokjax import fit, plot, results
 from grokjax.fit import FitResult
-from grokjax.results import CURVES_DIR, FEATURES_DIR, METADATA_KEY
+from grokjax.results import METADATA_KEY
 
 REPORT_DIR = "_report"
 MAX_EXCLUDED_LISTED = 50
@@ -43,14 +43,13 @@ def write_report(results_dir: str | Path, out_path: str | Path | None = None,
                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Path:
     """Fit, plot and write ``report.md`` for ``results_dir``; returns the report's path."""
     results_dir = Path(results_dir)
-    runs = pd.read_parquet(results_dir)
-    curves_dir = results_dir / CURVES_DIR
-    curves = pd.read_parquet(curves_dir) if curves_dir.is_dir() else None
+    runs = results.read_runs(results_dir)
+    curves = results.read_curves(results_dir) if results.has_table(results_dir, "curves") else None
     out_path = Path(out_path) if out_path else results_dir / REPORT_DIR / "report.md"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fits = fit.fit_all(runs, n_boot=n_boot, level=level, seed=seed)
-    features_dir = results_dir / FEATURES_DIR
-    features = pd.read_parquet(features_dir) if features_dir.is_dir() else None
+    features = (results.read_features(results_dir)
+                if results.has_table(results_dir, "features") else None)
     figures = plot.plot_all(runs, curves, out_path.parent, fits=fits, features=features)
     text = render_report(results_dir, runs, fits, figures, read_provenance(results_dir),
                          out_path.parent, level)
@@ -62,7 +61,7 @@ def read_provenance(results_dir: str | Path) -> tuple[dict | None, list[str]]:
     """The grokjax metadata of the first runs part that has it, and any git commits on which
     the parts disagree (a sweep resumed after the code changed)."""
     found = []
-    for part in sorted(Path(results_dir).glob("*.parquet")):
+    for part in sorted((Path(results_dir) / "runs").glob("*.parquet")):
         raw = (pq.read_schema(part).metadata or {}).get(METADATA_KEY)
         try:
             metadata = json.loads(raw) if raw else None

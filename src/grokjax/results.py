@@ -1,37 +1,35 @@
-"""Parquet tables: schema, run summaries, provenance, atomic part files, reading a sweep back.
+"""Parquet tables: schema, run summaries, provenance, reading a sweep back.
 
-Layout of ``results/<sweep>/`` (see results/README.md for every column):
+A results directory holds three tables, each a directory of part files that pandas, polars and
+duckdb read as one table (the protocol that writes and verifies them is ``grokjax.outdir``):
 
-    runs-<bucket>-<chunk>.parquet        one row per run     pandas.read_parquet("results/<sweep>")
-    _curves/curves-<bucket>-<chunk>.parquet   one row per (run, evaluated step)
-    _sweep.toml, _plan.json              the sweep as run, and its plan hash (resume or refuse)
-    _process-<i>.json, _manifest.json    each process's share and timings; all chunks, provenance
+    runs/      one row per run            pandas.read_parquet("results/<sweep>/runs")
+    curves/    one row per (run, evaluated step)
+    features/  one row per (run, hidden node), sweeps with diagnostics
 
-Readers skip names that start with '_' or '.', so the directory itself reads as the runs table.
+Every part of a sweep has the same columns, whatever its buckets mix (absent diagnostics are
+null), so a reader never drops columns. See results/README.md for every column.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
-METADATA_KEY = b"grokjax"
-CURVES_DIR = "_curves"
-FEATURES_DIR = "_features"
-TEMPORARY_SUFFIX = ".tmp"
+from grokjax import outdir
+
+SCHEMA_VERSION = 2
+METADATA_KEY = outdir.METADATA_KEY
 GENERALIZED_TEST_ACC = 0.99  # a run "generalized" when its final test accuracy reaches this
 TEST_ACC_THRESHOLDS = {"050": 0.5, "090": 0.9, "095": 0.95, "099": 0.99}
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
@@ -55,13 +53,13 @@ RUN_SUMMARY_DTYPES = {
     "step_train_acc_1": "Int64",
     **{f"step_test_acc_{name}": "Int64" for name in TEST_ACC_THRESHOLDS},
     "generalized": "bool", "diverged": "bool", "diverged_step": "Int64",
-    "wall_seconds": "float64",
+    "stopped_step": "Int64", "steps_trained": "int64", "wall_seconds": "float64",
 }
 RUNS_DTYPES = {"sweep": "string", "run_id": "string", **RUN_CONFIG_DTYPES,
-               **RUN_SUMMARY_DTYPES, "bucket": "string", "chunk": "int64"}
+               **RUN_SUMMARY_DTYPES, "bucket": "string", "round": "int64"}
 DIAGNOSTIC_SUMMARY_DTYPES = {
-    "step_G_F_peak": "int64", "step_features_emerged": "Int64",
-    "final_frequency_dominated_fraction": "float64", "frequencies_covered": "int64",
+    "step_G_F_peak": "Int64", "step_features_emerged": "Int64",
+    "final_frequency_dominated_fraction": "float64", "frequencies_covered": "Int64",
     "final_active_node_fraction": "float64", "mean_energy_train": "float64",
 }
 CURVES_DTYPES = {"run_id": "string", "step": "int64", **{m: "float64" for m in METRICS}}
@@ -86,79 +84,109 @@ def _nullable_int(values: np.ndarray, present: np.ndarray) -> pd.arrays.IntegerA
 
 
 def _first_step(reached: np.ndarray, steps: np.ndarray) -> pd.arrays.IntegerArray:
-    """First step where ``reached`` (runs, evals) holds; <NA> where it never does."""
-    return _nullable_int(steps[reached.argmax(axis=1)], reached.any(axis=1))
+    """First step where ``reached`` (runs, points) holds; <NA> where it never does."""
+    first = np.take_along_axis(steps, reached.argmax(axis=1)[:, None], axis=1)[:, 0]
+    return _nullable_int(first, reached.any(axis=1))
 
 
-def summarize(curves: dict[str, np.ndarray], steps: np.ndarray,
-              diverged_step: np.ndarray) -> dict[str, object]:
-    """Per-run summary columns from (runs, evals) curves measured at ``steps``."""
-    summary = {f"final_{m}": curves[m][:, -1] for m in METRICS}
-    summary |= {
-        "best_train_acc": curves["train_acc"].max(axis=1),
-        "best_test_acc": curves["test_acc"].max(axis=1),
-        "min_train_loss": np.nanmin(curves["train_loss"], axis=1),
-        "min_test_loss": np.nanmin(curves["test_loss"], axis=1),
-        "step_train_acc_1": _first_step(curves["train_acc"] >= 1.0, steps),
-    }
+def padded(values: list[np.ndarray]) -> np.ndarray:
+    """Per-run 1-D arrays of different lengths as (runs, longest), NaN after each run's end."""
+    out = np.full((len(values), max(len(v) for v in values)), np.nan)
+    for i, v in enumerate(values):
+        out[i, :len(v)] = v
+    return out
+
+
+def summarize(curves: dict[str, np.ndarray], steps: np.ndarray, last: np.ndarray,
+              diverged_step: np.ndarray, stopped_step: np.ndarray) -> dict[str, object]:
+    """Per-run summary columns from (runs, points) curves, NaN-padded after each run's last
+    point (index ``last``); ``steps`` (runs, points) the evaluated steps.
+
+    A diverged run's last point is NaN (nothing after a divergence is measured), so its final
+    metrics are null; a stopped run's are those of its stop step.
+    """
+    rows = np.arange(len(last))
+    summary = {f"final_{m}": curves[m][rows, last] for m in METRICS}
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: null, as documented
+        summary |= {
+            "best_train_acc": np.nanmax(curves["train_acc"], axis=1),
+            "best_test_acc": np.nanmax(curves["test_acc"], axis=1),
+            "min_train_loss": np.nanmin(curves["train_loss"], axis=1),
+            "min_test_loss": np.nanmin(curves["test_loss"], axis=1),
+        }
+    summary["step_train_acc_1"] = _first_step(curves["train_acc"] >= 1.0, steps)
     for name, threshold in TEST_ACC_THRESHOLDS.items():
         summary[f"step_test_acc_{name}"] = _first_step(curves["test_acc"] >= threshold, steps)
-    diverged = diverged_step >= 0
+    diverged, stopped = diverged_step >= 0, stopped_step >= 0
     summary |= {
-        "generalized": curves["test_acc"][:, -1] >= GENERALIZED_TEST_ACC,
+        "generalized": summary["final_test_acc"] >= GENERALIZED_TEST_ACC,
         "diverged": diverged,
         "diverged_step": _nullable_int(diverged_step, diverged),
+        "stopped_step": _nullable_int(stopped_step, stopped),
+        "steps_trained": steps[rows, last],
     }
     return summary
 
 
-def curves_frame(run_ids: list[str], curves: dict[str, np.ndarray],
-                 steps: np.ndarray) -> pd.DataFrame:
-    """Long format: the core metrics, then any diagnostics curves (float64)."""
-    num_runs, num_points = curves["train_loss"].shape
-    names = [*METRICS, *(name for name in curves if name not in METRICS)]
+def curves_frame(run_ids: list[str], curves: dict[str, np.ndarray], steps: np.ndarray,
+                 columns: list[str]) -> pd.DataFrame:
+    """Long format from NaN-padded (runs, points) arrays: each run's measured points only, with
+    ``columns`` (NaN where this bucket does not measure one), the core metrics first."""
+    measured = steps >= 0
     frame = pd.DataFrame({
-        "run_id": np.repeat(np.asarray(run_ids, dtype=object), num_points),
-        "step": np.tile(steps, num_runs),
-        **{name: curves[name].reshape(-1).astype(np.float64) for name in names},
+        "run_id": np.repeat(np.asarray(run_ids, dtype=object), measured.sum(axis=1)),
+        "step": steps[measured],
+        **{name: (curves[name][measured] if name in curves
+                  else np.full(measured.sum(), np.nan)) for name in columns},
     })
-    return frame.astype(CURVES_DTYPES)
+    return frame.astype(CURVES_DTYPES | dict.fromkeys(columns, "float64"))
 
 
-def features_frame(run_ids: list[str], features: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row per (run, hidden node) from (runs, K) arrays."""
+def features_frame(run_ids: list[str], features: dict[str, np.ndarray],
+                   dtypes: dict[str, str]) -> pd.DataFrame:
+    """One row per (run, hidden node) from (runs, K) arrays, in the sweep's feature columns
+    (``dtypes``; null where this bucket has no such feature)."""
     num_runs, width = next(iter(features.values())).shape
     frame = pd.DataFrame({
         "run_id": np.repeat(np.asarray(run_ids, dtype=object), width),
         "node": np.tile(np.arange(width), num_runs),
-        **{name: values.reshape(-1) for name, values in features.items()},
+        **{name: (features[name].reshape(-1) if name in features else pd.NA)
+           for name in dtypes},
     })
-    def dtype(values: np.ndarray) -> str:
-        if values.dtype == bool:
-            return "bool"
-        return "int64" if np.issubdtype(values.dtype, np.integer) else "float64"
-
-    return frame.astype({"run_id": "string", "node": "int64"}
-                        | {name: dtype(values) for name, values in features.items()})
+    return frame.astype({"run_id": "string", "node": "int64"} | dtypes)
 
 
-def diagnostic_summary(curves: dict[str, np.ndarray], steps: np.ndarray,
+def feature_dtype(values: np.ndarray) -> str:
+    if values.dtype == bool:
+        return "boolean"
+    return "Int64" if np.issubdtype(values.dtype, np.integer) else "float64"
+
+
+def diagnostic_summary(curves: dict[str, np.ndarray], steps: np.ndarray, last: np.ndarray,
                        features: dict[str, np.ndarray] | None) -> dict[str, object]:
     """Stage times per run from the diagnostics curves (see results/README.md)."""
     if "G_F_norm" not in curves:
         return {}
+    rows = np.arange(len(last))
     g_f = np.where(np.isfinite(curves["G_F_norm"]), curves["G_F_norm"], -np.inf)
-    summary: dict[str, object] = {"step_G_F_peak": steps[g_f.argmax(axis=1)]}
+    summary: dict[str, object] = {
+        "step_G_F_peak": steps[rows, g_f.argmax(axis=1)],
+        "final_active_node_fraction": curves["active_node_fraction"][rows, last],
+    }
     if "frequency_dominated_fraction" in curves:
         dominated = curves["frequency_dominated_fraction"]
         summary["step_features_emerged"] = _first_step(dominated >= 0.5, steps)
-        summary["final_frequency_dominated_fraction"] = dominated[:, -1]
-        summary["frequencies_covered"] = curves["frequencies_covered"][:, -1].astype(np.int64)
-    summary["final_active_node_fraction"] = curves["active_node_fraction"][:, -1]
+        summary["final_frequency_dominated_fraction"] = dominated[rows, last]
+        covered = curves["frequencies_covered"][rows, last]
+        summary["frequencies_covered"] = _nullable_int(np.nan_to_num(covered, nan=-1).astype(
+            np.int64), np.isfinite(covered))
     if features is not None:  # the mean over active nodes (inactive ones have no direction)
         active = features["active"].astype(bool)
-        summary["mean_energy_train"] = np.nanmean(np.where(active, features["energy_train"],
-                                                           np.nan), axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a run without active nodes: NaN
+            summary["mean_energy_train"] = np.nanmean(
+                np.where(active, features["energy_train"], np.nan), axis=1)
     return summary
 
 
@@ -200,44 +228,22 @@ def provenance(sweep_text: str, scale: str) -> dict[str, object]:
     }
 
 
-def temporary_path(path: Path) -> Path:
-    """Where ``path`` is written before its rename: hidden from readers, unique per process."""
-    return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
-
-
-def write_table(frame: pd.DataFrame, path: Path, metadata: dict[str, object]) -> None:
-    """Write atomically: a hidden temporary name in the same directory, then rename."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(path)
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a small file atomically, so a concurrent reader sees the old or the new text."""
-    temporary = temporary_path(path)
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def read_runs(directory: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(directory)
+    return outdir.read_table(directory, "runs")
 
 
 def read_curves(directory: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(directory) / CURVES_DIR)
+    return outdir.read_table(directory, "curves")
 
 
 def read_features(directory: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(directory) / FEATURES_DIR)
+    return outdir.read_table(directory, "features")
+
+
+def has_table(directory: str | Path, table: str) -> bool:
+    return bool(outdir.part_names(Path(directory), table))
 
 
 def read_metadata(path: str | Path) -> dict[str, object]:
     """The provenance stored in one part file (or the first runs part of a directory)."""
-    path = Path(path)
-    if path.is_dir():
-        path = min(path.glob("runs-*.parquet"))
-    return json.loads(pq.read_schema(path).metadata[METADATA_KEY])
+    return outdir.read_metadata(path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from grokjax import data, groups
+from grokjax import data, groups, search, stop
 
 try:
     import tomllib
@@ -88,7 +88,8 @@ CHOICES = {
     "optimizer": tuple(OPTIMIZERS),
 }
 SWEEP_KEYS = ("name", "description")
-TOP_KEYS = ("sweep", "fixed", "grid", "scale")
+TOP_KEYS = ("sweep", "fixed", "grid", "stop", "search", "scale")
+SCALE_KEYS = ("fixed", "grid", "stop", "search")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class SweepSpec:
     fixed: dict[str, Any]
     grids: tuple[dict[str, list[Any]], ...]
     source_text: str  # the TOML file as written, kept in every results file
+    stop: stop.StopRule | None = None
+    search: search.Search | None = None  # the runs are then the conditions it searches
 
     @property
     def output_name(self) -> str:
@@ -251,7 +254,10 @@ def parse(text: str, scale: str = "default", source: str = "sweep") -> SweepSpec
             raise SpecError([f"no [scale.{scale}] in this file; available scales: {available}"],
                             source)
         override = scales[scale]
-        problems += _unknown_keys(override, ("fixed", "grid"), f"[scale.{scale}]")
+        problems += _unknown_keys(override, SCALE_KEYS, f"[scale.{scale}]")
+        for table in ("stop", "search"):
+            if isinstance(override.get(table), dict):
+                raw[table] = {**raw.get(table, {}), **override[table]}
         fixed.update(override.get("fixed", {}))
         new_grid = override.get("grid", {})
         if isinstance(new_grid, list):
@@ -264,10 +270,22 @@ def parse(text: str, scale: str = "default", source: str = "sweep") -> SweepSpec
         for key in {k for grid in grids for k in grid}:
             fixed.pop(key, None)
     problems += _check_fields(fixed, grids, "" if scale == "default" else f"[scale.{scale}]")
+    stop_rule, found = stop.parse(raw["stop"]) if "stop" in raw else (None, [])
+    problems += found
+    boundary_search = None
+    if "search" in raw:
+        axes = set(fixed) | {key for grid in grids for key in grid}
+        boundary_search, found = search.parse(raw["search"], axes)
+        problems += found
     if problems:
         raise SpecError(problems, source)
-    spec = SweepSpec(name, sweep.get("description", ""), scale, fixed, tuple(grids), text)
-    run_problems = {p for run in spec.runs() for p in _run_problems(run)}
+    spec = SweepSpec(name, sweep.get("description", ""), scale, fixed, tuple(grids), text,
+                     stop_rule, boundary_search)
+    runs = spec.runs()
+    if boundary_search:  # check the runs at both ends of the searched range
+        runs = [replace(run, **{boundary_search.field: bound}) for run in runs
+                for bound in boundary_search.bounds]
+    run_problems = {p for run in runs for p in _run_problems(run)}
     if run_problems:
         raise SpecError(sorted(run_problems), source)
     return spec

@@ -1,115 +1,51 @@
-"""spec → plan → buckets → chunks → jit(vmap(train)) on a device mesh → Parquet part files.
+"""Run a sweep: spec → plan → engine → tables, one process's share, resumable.
 
-A *bucket* is the set of runs sharing a ``Static`` config (one compilation). Its runs are cut into
-equal *chunks* sized to a memory budget (the last one padded, padding dropped on write); each
-chunk is one batched call, sharded over the local devices along the run axis. Every finished
-chunk is written atomically, so a rerun of the same sweep skips it (resume).
+``run_sweep`` plans the runs (``plan``), claims the results directory (``outdir``), trains this
+process's share of every round through the engine's refilling slots, and writes each batch of
+finished runs as soon as it is done. A search sweep repeats this round by round (``search``):
+every process computes the next round from the finished runs of all processes, so they agree
+without talking. Process 0 waits for every run and writes the manifest.
 
 Several processes (hosts of a TPU VM pod slice, or local test processes) share nothing but the
-results directory: each plans the same chunks, trains every n-th one over its own devices and
-reports in its ``_process-<i>.json``; process 0 then waits for every part and writes the manifest.
+results directory: each takes every n-th run of each round, reports in ``_process-<i>.json`` and
+holds a lease on its share.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
-import json
 import math
-import os
 import platform
-import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jax
 import numpy as np
 import pandas as pd
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from grokjax import data, groups, results
-from grokjax.spec import RunConfig, SpecError, SweepSpec
-from grokjax.train import (
-    HParams,
-    Split,
-    Static,
-    Task,
-    default_runs_per_batch,
-    make_train,
-    over_runs,
-)
+from grokjax import data, engine, groups, outdir, plan, results, search
+from grokjax.engine import FinishedRun
+from grokjax.outdir import Part, SweepIncomplete
+from grokjax.plan import Bucket, PlannedRun
+from grokjax.spec import SweepSpec
+from grokjax.train import HParams, Split, Task, make_train
 
-PLAN_FILE = "_plan.json"
-SWEEP_FILE = "_sweep.toml"
-MANIFEST_FILE = "_manifest.json"
-PROCESS_FILE = "_process-{}.json"  # one per process: its share of chunks, status and timings
-NOT_A_SWEEP = "not a grokjax sweep"  # what _directory_plan finds in a directory of other files
 # A process that finishes early waits at jax.distributed's shutdown barrier for all the others,
 # and process 0 finishes last (it waits for every part); JAX's default 5 minutes there would
 # abort the whole job, so allow a week.
 SHUTDOWN_TIMEOUT_SECONDS = 7 * 24 * 3600
 # Process 0 gives up on the other processes after this long without a new part (or 3 times its
-# own slowest chunk, if longer), or when a status file is still absent this long after it began
+# own slowest bucket, if longer), or when a status file is still absent this long after it began
 # waiting: every process writes its status before training, so the directory is not shared.
 MIN_STALL_SECONDS = 600
 START_GRACE_SECONDS = 120
-BYTES_PER_FLOAT = 4
-# Live copies of each parameter during a step (params, grads, updates, new params, two optimizer
-# moments, the frozen copy kept for divergence isolation) and of each activation (forward value,
-# its gradient, the activation's derivative), with a factor 2 for XLA temporaries.
-PARAM_COPIES, ACTIVATION_COPIES, SAFETY = 8, 3, 2.0
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    config: RunConfig
-    run_id: str
-    test_size: float
-    n_train: int
-    n_test: int
-
-
-@dataclass(frozen=True)
-class Bucket:
-    static: Static
-    group: str
-    runs: tuple[PlannedRun, ...]
-
-    @property
-    def id(self) -> str:
-        return hashlib.sha1(repr((self.static, self.group)).encode()).hexdigest()[:8]
-
-    @property
-    def table_rows(self) -> int:
-        return groups.parse_group(self.group).order ** self.static.num_ops
-
-    @property
-    def train_rows(self) -> int:
-        """The padded train-set length shared by every run of the bucket."""
-        return max(run.n_train for run in self.runs)
-
-
-@dataclass
-class ChunkPlan:
-    bucket: Bucket
-    index: int
-    runs: tuple[PlannedRun, ...]
-    size: int  # runs per call, padding included (the same for every chunk of a bucket)
-
-    @property
-    def name(self) -> str:
-        return f"{self.bucket.id}-{self.index:04d}"
-
-
-class SweepIncomplete(RuntimeError):
-    """The processes of a job could not all finish, or process 0 cannot see their parts."""
+FLUSH_SECONDS = 2.0  # finished runs wait at most this long before their part is written
+PROGRESS_LINE_SECONDS = 10.0  # a log line this often when the output is not a terminal
 
 
 @dataclass
@@ -119,13 +55,16 @@ class SweepReport:
     out_dir: Path
     process: int = 0
     devices: int = 1
-    chunks: list[str] = field(default_factory=list)  # this process's share, by name
-    chunks_run: int = 0
-    chunks_skipped: int = 0
+    runs: int = 0  # this process's share, every round so far
+    runs_skipped: int = 0  # found on disk, verified, from an earlier invocation
+    runs_trained: int = 0
+    runs_stopped: int = 0  # ended early by the stop rule
+    runs_generalized: int = 0  # of those trained now
+    rounds: int = 0
     compile_seconds: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
-    run_steps: int = 0
-    slowest_chunk_seconds: float = 0.0  # compilation included
+    run_steps: int = 0  # executed by this invocation
+    slowest_bucket_seconds: float = 0.0
 
     @property
     def run_steps_per_second(self) -> float:
@@ -135,270 +74,12 @@ class SweepReport:
         rate = self.run_steps_per_second
         return {
             "process": self.process, "status": status, "error": error, "host": platform.node(),
-            "devices": self.devices, "chunks": self.chunks, "chunks_run": self.chunks_run,
-            "chunks_skipped": self.chunks_skipped, "compile_seconds": self.compile_seconds,
+            "devices": self.devices, "runs": self.runs, "runs_skipped": self.runs_skipped,
+            "runs_trained": self.runs_trained, "runs_stopped": self.runs_stopped,
+            "rounds": self.rounds, "compile_seconds": self.compile_seconds,
             "train_seconds": self.train_seconds, "run_steps": self.run_steps,
             "run_steps_per_second": None if math.isnan(rate) else rate,
         }
-
-
-def plan_runs(spec: SweepSpec) -> list[Bucket]:
-    """Group the spec's runs into buckets of identical static config, in first-seen order."""
-    buckets: dict[tuple, list[PlannedRun]] = {}
-    statics: dict[tuple, Static] = {}
-    for config in spec.runs():
-        group = groups.parse_group(config.group)
-        test_size = config.resolved_test_size(group.order)
-        n_train, n_test = data.split_sizes(group.order**config.num_ops, test_size)
-        static = Static(
-            order=group.order, num_ops=config.num_ops, width=config.K,
-            activation=config.activation, loss=config.loss, optimizer=config.optimizer,
-            steps=config.steps, eval_every=config.eval_every, other_layers=config.other_layers,
-            ridge=config.ridge_lambda is not None, embed_trainable=config.embed_trainable,
-            complex_weights=config.complex_weights, diagnostics=config.diagnostics,
-            fourier=config.diagnostics and group.spec.isdigit(),
-        )
-        key = (static, group.spec)
-        statics[key] = static
-        buckets.setdefault(key, []).append(
-            PlannedRun(config, results.run_id(config), test_size, n_train, n_test))
-    return [Bucket(statics[key], key[1], tuple(runs)) for key, runs in buckets.items()]
-
-
-def bytes_per_run(bucket: Bucket) -> int:
-    """A conservative estimate of one run's device memory inside a batched call."""
-    s = bucket.static
-    params = s.num_ops * s.order * s.width + s.width * s.order + s.other_layers * s.width**2
-    train_activations = bucket.train_rows * (s.width * (1 + s.other_layers) + s.order)
-    eval_activations = bucket.table_rows * (s.width * (1 + s.other_layers) + s.order)
-    ridge = (bucket.train_rows + s.width) * s.width if s.ridge else 0
-    floats = (PARAM_COPIES * params + ACTIVATION_COPIES * (train_activations + ridge)
-              + eval_activations + bucket.table_rows + 4 * (s.num_evals + 1))
-    return int(SAFETY * BYTES_PER_FLOAT * floats)
-
-
-def use_every_cpu_core() -> None:
-    """One XLA CPU device per core, unless the user chose a device count.
-
-    XLA:CPU runs this model's small matmuls on one thread, so per-core devices, each training
-    its own runs, nearly double throughput on 2 cores (3,680 vs 1,960 run-steps/s at M=23,
-    K=256). It must run before JAX starts its backends; later it changes nothing.
-    """
-    if ("JAX_NUM_CPU_DEVICES" in os.environ
-            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
-        return
-    try:
-        jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
-    except RuntimeError:  # backends already running (e.g. a notebook): keep their devices
-        pass
-
-
-def default_memory_budget() -> int:
-    """Per device: half of its memory, or on CPU a quarter of host RAM shared by the devices."""
-    devices = jax.local_devices()
-    stats = devices[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"] * 0.5)
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(ram * 0.25 / len(devices))
-
-
-def plan_chunks(buckets: list[Bucket], memory_budget: int, num_devices: int) -> list[ChunkPlan]:
-    """Equal chunks per bucket: each device holds at most ``memory_budget`` bytes of runs."""
-    chunks = []
-    for bucket in buckets:
-        fit_per_device = max(1, memory_budget // bytes_per_run(bucket))
-        per_device = min(fit_per_device, math.ceil(len(bucket.runs) / num_devices))
-        count = math.ceil(len(bucket.runs) / (per_device * num_devices))
-        # Spread runs evenly over the chunks so padding is at most one run per device per chunk.
-        per_chunk = math.ceil(len(bucket.runs) / count)
-        size = math.ceil(per_chunk / num_devices) * num_devices
-        for index in range(count):
-            runs = bucket.runs[index * per_chunk:(index + 1) * per_chunk]
-            chunks.append(ChunkPlan(bucket, index, runs, size))
-    return chunks
-
-
-def chunk_arrays(chunk: ChunkPlan) -> tuple[HParams, Split, np.ndarray]:
-    """Host arrays of one chunk, padded to ``chunk.size`` runs by repeating its last run."""
-    runs = list(chunk.runs) + [chunk.runs[-1]] * (chunk.size - len(chunk.runs))
-    configs = [run.config for run in runs]
-    hparams = HParams(*(
-        np.asarray([getattr(c, name) or 0.0 for c in configs], np.float32)
-        for name in HParams._fields
-    ))
-    num_rows, train_len = chunk.bucket.table_rows, chunk.bucket.train_rows
-    train_rows = np.zeros((len(runs), train_len), np.int32)
-    is_train = np.zeros((len(runs), num_rows), bool)
-    for i, run in enumerate(runs):
-        train_idx, _ = data.split(num_rows, run.test_size, run.config.seed)
-        train_rows[i, :len(train_idx)] = train_idx
-        is_train[i, train_idx] = True
-    seeds = np.asarray([c.seed for c in configs], np.uint32)
-    return hparams, Split(train_rows, is_train), seeds
-
-
-@dataclass(frozen=True)
-class Program:
-    """A bucket's compiled pieces for one chunk shape."""
-
-    init: Callable
-    segment: Callable
-    evaluate: Callable
-    features: Callable | None  # per-node analysis at the end (diagnostics only)
-    evals_per_segment: int
-    compile_seconds: float
-
-
-def evals_per_segment(num_evals: int, segments: int = 25) -> int:
-    """The largest divisor of num_evals giving at least ``segments`` progress updates."""
-    target = max(1, num_evals // segments)
-    return max(d for d in range(1, target + 1) if num_evals % d == 0)
-
-
-def compile_program(static: Static, args: tuple, mesh: Mesh,
-                    runs_per_batch: int | None = None) -> Program:
-    """Ahead-of-time compile init, segment and evaluate for the shapes of ``args``.
-
-    Each device trains its own runs (``shard_map``: nothing crosses devices), looping over them
-    ``runs_per_batch`` at a time (see ``train.over_runs``; default by backend).
-    """
-    fns = make_train(static)
-    per_run = NamedSharding(mesh, P("runs"))
-    hparams, split, keys, task = args
-    per_segment = evals_per_segment(static.num_evals)
-    if runs_per_batch is None:
-        runs_per_batch = default_runs_per_batch(jax.default_backend())
-
-    def on_devices(fn):
-        return jax.shard_map(over_runs(fn, runs_per_batch), mesh=mesh,
-                             in_specs=(P("runs"),) * 3 + (P(),), out_specs=P("runs"))
-
-    start = time.perf_counter()
-    init = jax.jit(jax.vmap(fns.init), out_shardings=per_run)
-    state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=per_run),
-                         jax.eval_shape(init, hparams, keys))
-    init = init.lower(hparams, keys).compile()
-    segment = jax.jit(on_devices(partial(fns.segment, num_evals=per_segment)),
-                      donate_argnums=0).lower(state, hparams, split, task).compile()
-    evaluate = jax.jit(on_devices(fns.evaluate)).lower(state, hparams, split, task).compile()
-    features = (jax.jit(on_devices(fns.features)).lower(state, hparams, split, task).compile()
-                if static.diagnostics else None)
-    return Program(init, segment, evaluate, features, per_segment, time.perf_counter() - start)
-
-
-def run_chunk(program: Program, static: Static, args: tuple,
-              on_progress: Callable[[int], object]) -> tuple[dict, np.ndarray, dict | None]:
-    """Train one chunk: curves (runs, evals + 1) per metric, each run's diverged_step, and with
-    diagnostics the per-node features (runs, K).
-
-    ``on_progress(steps)`` is called after each segment with the steps it trained.
-    """
-    hparams, split, keys, task = args
-    state = program.init(hparams, keys)
-    pieces = []
-    for _ in range(static.num_evals // program.evals_per_segment):
-        state, metrics = program.segment(state, hparams, split, task)
-        pieces.append(metrics)
-        on_progress(program.evals_per_segment * static.eval_every)
-    pieces.append(jax.tree.map(lambda m: m[:, None], program.evaluate(state, hparams, split, task)))
-    curves = {name: np.concatenate([np.asarray(p[name]) for p in pieces], axis=1)
-              for name in pieces[0]}
-    features = (None if program.features is None else
-                jax.tree.map(np.asarray, program.features(state, hparams, split, task)))
-    return curves, np.asarray(state.diverged_step), features
-
-
-def config_columns(chunk: ChunkPlan) -> pd.DataFrame:
-    group = groups.parse_group(chunk.bucket.group)
-    rows = []
-    for run in chunk.runs:
-        c = run.config
-        num_rows = run.n_train + run.n_test
-        rows.append({
-            "run_id": run.run_id, "group": group.spec, "group_name": group.name, "M": group.order,
-            "group_abelian": group.abelian, "max_irrep_degree": group.max_irrep_degree,
-            "num_ops": c.num_ops, "K": c.K, "activation": c.activation, "loss": c.loss,
-            "optimizer": c.optimizer, "lr": c.lr, "weight_decay": c.weight_decay,
-            "seed": c.seed, "test_size": run.test_size,
-            "train_fraction": run.n_train / num_rows,
-            "critical_ratio_delta": _nan_if_none(c.critical_ratio_delta),
-            "critical_ratio_multiplier": c.critical_ratio_multiplier,
-            "n_train": run.n_train, "n_test": run.n_test,
-            "c_eff": run.n_train / (group.order * math.log(group.order)),
-            "steps": c.steps, "eval_every": c.eval_every, "other_layers": c.other_layers,
-            "ridge_lambda": _nan_if_none(c.ridge_lambda),
-            "top_layer_init_multiplier": c.top_layer_init_multiplier,
-            "output_multiplier": c.output_multiplier,
-            "embed_trainable": c.embed_trainable, "complex_weights": c.complex_weights,
-            "imag_init_scale": c.imag_init_scale,
-            "diagnostics": c.diagnostics,
-        })
-    return pd.DataFrame(rows)
-
-
-def _nan_if_none(value: float | None) -> float:
-    return float("nan") if value is None else value
-
-
-def chunk_tables(chunk: ChunkPlan, sweep_name: str, curves: dict[str, np.ndarray],
-                 diverged_step: np.ndarray, features: dict[str, np.ndarray] | None,
-                 seconds: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """The runs, curves and (with diagnostics) features tables of a chunk, padding dropped."""
-    real = len(chunk.runs)
-    curves = {name: values[:real].astype(np.float64) for name, values in curves.items()}
-    if features is not None:
-        features = {name: values[:real] for name, values in features.items()}
-    for split_name, n in (("train", "n_train"), ("test", "n_test")):
-        sizes = np.asarray([getattr(run, n) for run in chunk.runs])[:, None]
-        curves[f"{split_name}_acc"] = results.exact_accuracy(curves[f"{split_name}_acc"], sizes)
-    static = chunk.bucket.static
-    steps = np.arange(0, static.steps + 1, static.eval_every)
-    runs = config_columns(chunk)
-    summary = results.summarize(curves, steps, diverged_step[:real])
-    summary |= results.diagnostic_summary(curves, steps, features)
-    runs = runs.assign(**summary, wall_seconds=seconds / real, sweep=sweep_name,
-                       bucket=chunk.bucket.id, chunk=chunk.index)
-    dtypes = results.RUNS_DTYPES | {name: dtype for name, dtype in
-                                    results.DIAGNOSTIC_SUMMARY_DTYPES.items() if name in runs}
-    runs = runs[list(dtypes)].astype(dtypes)
-    run_ids = list(runs["run_id"])
-    return (runs, results.curves_frame(run_ids, curves, steps),
-            None if features is None else results.features_frame(run_ids, features))
-
-
-def plan_hash(spec: SweepSpec, chunks: list[ChunkPlan]) -> str:
-    """Of the whole plan (every process's chunks), so that all processes agree on it."""
-    layout = [(c.name, [r.run_id for r in c.runs]) for c in chunks]
-    return hashlib.sha1(json.dumps([spec.scale, layout]).encode()).hexdigest()[:16]
-
-
-def _static_text(static: Static) -> str:
-    """The bucket's shape in a few words, with every optional field that is not its default."""
-    extras = [f"num_ops={static.num_ops}"] * (static.num_ops != 2) + [
-        f"{f.name}={getattr(static, f.name)}" for f in dataclasses.fields(static)
-        if f.default is not dataclasses.MISSING and getattr(static, f.name) != f.default]
-    return " ".join([f"K={static.width}", static.activation, static.loss, static.optimizer,
-                     f"steps={static.steps}/{static.eval_every}", *extras])
-
-
-def describe_plan(spec: SweepSpec, memory_budget: int, num_devices: int,
-                  num_processes: int = 1) -> str:
-    """The chunk plan, as ``grokjax plan`` and ``grokjax sweep`` print it."""
-    buckets = plan_runs(spec)
-    chunks = plan_chunks(buckets, memory_budget, num_devices)
-    lines = [f"{spec.output_name}: {sum(len(b.runs) for b in buckets)} runs, {len(buckets)} "
-             f"bucket(s), {len(chunks)} chunk(s) on {num_devices} device(s) x {num_processes} "
-             f"process(es); memory budget {memory_budget / 2**20:.2f} MiB per device",
-             f"  {'bucket':<8} {'group':<10} {'runs':>6} {'chunks':>6} {'runs/chunk':>10} "
-             f"{'MiB/run':>8} {'MiB/chunk':>10}  static"]
-    for bucket in buckets:
-        mine = [c for c in chunks if c.bucket is bucket]
-        per_run = bytes_per_run(bucket) / 2**20
-        lines.append(f"  {bucket.id:<8} {bucket.group:<10} {len(bucket.runs):>6} {len(mine):>6} "
-                     f"{mine[0].size:>10} {per_run:>8.2f} {per_run * mine[0].size:>10.2f}  "
-                     f"{_static_text(bucket.static)}")
-    return "\n".join(lines)
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
@@ -414,216 +95,416 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     jax.distributed.initialize(coordinator, num_processes, process_id, **options)
 
 
-def _directory_plan(out_dir: Path) -> str | None:
-    """The plan hash of the sweep in ``out_dir``; None if there is none, NOT_A_SWEEP if other
-    files are there."""
-    try:
-        visible = [name for name in os.listdir(out_dir) if not name.startswith(".")]
-    except FileNotFoundError:
-        return None
-    try:  # read after listing: every writer creates the plan before any other visible file
-        return json.loads((out_dir / PLAN_FILE).read_text())["plan_hash"]
-    except FileNotFoundError:
-        return NOT_A_SWEEP if visible else None
+# ---------------------------------------------------------------------------------------------
+# Tables of finished runs
 
 
-def prepare_output(out_dir: Path, spec: SweepSpec, digest: str, overwrite: bool,
-                   process: int = 0) -> None:
-    """Refuse to mix two different sweeps in one directory unless asked to overwrite.
+@dataclass(frozen=True)
+class Schema:
+    """The columns every part of a sweep shares, whatever its buckets mix."""
 
-    Every process computes the same digest and may write the same plan (atomically), so this
-    works whether or not the hosts share ``out_dir``. Replacing a directory is process 0's alone;
-    with ``overwrite`` the others wait until its new plan is there.
-    """
-    found = _directory_plan(out_dir)
-    if found == digest:
-        return  # the same sweep: resume
-    if found is not None and not overwrite:
-        what = ("exists and is not a grokjax sweep directory" if found == NOT_A_SWEEP else
-                f"holds results of a different sweep (plan {found}, now {digest})")
-        raise SpecError([f"{out_dir} {what}; pass --overwrite to replace it or --out to write "
-                         "elsewhere"])
-    if overwrite and process != 0:
-        deadline = time.monotonic() + MIN_STALL_SECONDS
-        while _directory_plan(out_dir) != digest:
-            if time.monotonic() > deadline:
-                raise SweepIncomplete(
-                    f"process {process}: process 0 did not replace {out_dir} within "
-                    f"{MIN_STALL_SECONDS}s; if the processes do not share that directory, delete "
-                    "it on every host and run again without --overwrite")
-            time.sleep(1.0)
-        return
-    if found is not None:
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results.write_text(out_dir / PLAN_FILE, json.dumps({"plan_hash": digest, "scale": spec.scale}))
-    results.write_text(out_dir / SWEEP_FILE, spec.source_text)
+    curve_columns: tuple[str, ...]
+    feature_dtypes: dict[str, str] | None  # None: no features table
+    diagnostics: bool
+
+
+def _abstract(bucket: Bucket):
+    fns = make_train(bucket.static)
+    scalar = jax.ShapeDtypeStruct((), np.float32)
+    hparams = HParams(*(scalar for _ in HParams._fields))
+    state = jax.eval_shape(fns.init, hparams, jax.ShapeDtypeStruct((2,), np.uint32))
+    rows = bucket.table_rows
+    split = Split(jax.ShapeDtypeStruct((bucket.train_rows,), np.int32),
+                  jax.ShapeDtypeStruct((rows,), bool))
+    task = Task(jax.ShapeDtypeStruct((rows, bucket.static.num_ops), np.int32),
+                jax.ShapeDtypeStruct((rows,), np.int32))
+    return fns, (state, hparams, split, task)
+
+
+def schema_of(buckets: list[Bucket]) -> Schema:
+    curves, features = dict.fromkeys(results.METRICS), {}
+    for bucket in buckets:
+        if not bucket.static.diagnostics:
+            continue
+        fns, args = _abstract(bucket)
+        curves |= dict.fromkeys(jax.eval_shape(fns.evaluate, *args))
+        features |= {name: results.feature_dtype(np.empty(0, shape.dtype))
+                     for name, shape in jax.eval_shape(fns.features, *args).items()}
+    diagnostics = any(b.static.diagnostics for b in buckets)
+    return Schema(tuple(curves), features if diagnostics else None, diagnostics)
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def config_columns(runs: list[PlannedRun]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        c = run.config
+        group = groups.parse_group(c.group)
+        rows.append({
+            "run_id": run.run_id, "group": group.spec, "group_name": group.name, "M": group.order,
+            "group_abelian": group.abelian, "max_irrep_degree": group.max_irrep_degree,
+            "num_ops": c.num_ops, "K": c.K, "activation": c.activation, "loss": c.loss,
+            "optimizer": c.optimizer, "lr": c.lr, "weight_decay": c.weight_decay,
+            "seed": c.seed, "test_size": run.test_size,
+            "train_fraction": run.n_train / (run.n_train + run.n_test),
+            "critical_ratio_delta": _nan_if_none(c.critical_ratio_delta),
+            "critical_ratio_multiplier": c.critical_ratio_multiplier,
+            "n_train": run.n_train, "n_test": run.n_test,
+            "c_eff": run.n_train / (group.order * math.log(group.order)),
+            "steps": c.steps, "eval_every": c.eval_every, "other_layers": c.other_layers,
+            "ridge_lambda": _nan_if_none(c.ridge_lambda),
+            "top_layer_init_multiplier": c.top_layer_init_multiplier,
+            "output_multiplier": c.output_multiplier,
+            "embed_trainable": c.embed_trainable, "complex_weights": c.complex_weights,
+            "imag_init_scale": c.imag_init_scale,
+            "diagnostics": c.diagnostics, "round": run.round,
+        })
+    return pd.DataFrame(rows)
+
+
+def part_tables(bucket: Bucket, finished: list[FinishedRun], sweep_name: str, schema: Schema,
+                name: str) -> Part:
+    """The runs, curves and (with diagnostics) features of a batch of finished runs."""
+    planned = [f.run for f in finished]
+    run_ids = [run.run_id for run in planned]
+    steps = np.asarray(results.padded([f.curves["step"] for f in finished]))
+    steps = np.where(np.isnan(steps), -1, steps).astype(np.int64)
+    last = (steps >= 0).sum(axis=1) - 1
+    curves = {metric: results.padded([f.curves[metric].astype(np.float64) for f in finished])
+              for metric in finished[0].curves if metric != "step"}
+    for split_name, n in (("train", "n_train"), ("test", "n_test")):
+        sizes = np.asarray([getattr(run, n) for run in planned])[:, None]
+        curves[f"{split_name}_acc"] = results.exact_accuracy(curves[f"{split_name}_acc"], sizes)
+    features = None
+    if finished[0].features is not None:
+        features = {k: np.stack([f.features[k] for f in finished]) for k in finished[0].features}
+    diverged = np.asarray([f.diverged_step for f in finished])
+    stopped = np.asarray([f.stopped_step for f in finished])
+    summary = results.summarize(curves, steps, last, diverged, stopped)
+    summary |= results.diagnostic_summary(curves, steps, last, features)
+    runs = config_columns(planned).assign(
+        **summary, wall_seconds=[f.seconds for f in finished], sweep=sweep_name,
+        bucket=bucket.id)
+    dtypes = results.RUNS_DTYPES | (results.DIAGNOSTIC_SUMMARY_DTYPES if schema.diagnostics
+                                    else {})
+    runs = runs.reindex(columns=list(dtypes)).astype(dtypes)
+    feature_rows = None
+    if schema.feature_dtypes is not None and features is not None:
+        feature_rows = results.features_frame(run_ids, features, schema.feature_dtypes)
+    return Part(name, runs, results.curves_frame(run_ids, curves, steps,
+                                                 list(schema.curve_columns)), feature_rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training one process's share
+
+
+class Progress:
+    """Runs done and generalized, advanced when their metrics reach the host; a live bar on a
+    terminal, a line every few seconds in a log, nothing from processes other than 0."""
+
+    def __init__(self, name: str, show: bool):
+        self.name, self.show = name, show
+        self.terminal = show and sys.stderr.isatty()
+        self.bar = tqdm(total=0, unit="run", disable=not self.terminal, file=sys.stderr,
+                        desc=name, dynamic_ncols=True)
+        self.done = self.generalized = self.run_steps = 0
+        self.started = time.perf_counter()
+        self.last_line = self.started
+
+    def add(self, runs: int) -> None:
+        self.bar.total += runs
+        self.bar.refresh()
+
+    def finished(self, runs: int, generalized: int, run_steps: int) -> None:
+        self.done += runs
+        self.generalized += generalized
+        self.run_steps += run_steps
+        self.bar.set_postfix_str(f"{self.generalized} generalized, "
+                                 f"{self.run_steps:,} run-steps", refresh=False)
+        self.bar.update(runs)
+        now = time.perf_counter()
+        if self.show and not self.terminal and now - self.last_line >= PROGRESS_LINE_SECONDS:
+            self.last_line = now
+            self.line()
+
+    def note(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
+        if self.show and not self.terminal:
+            print(f"{self.name}: {text}", file=sys.stderr, flush=True)
+
+    def line(self) -> None:
+        seconds = time.perf_counter() - self.started
+        print(f"{self.name}: {self.done}/{self.bar.total} runs done, {self.generalized} "
+              f"generalized, {self.run_steps:,} run-steps in {seconds:.0f}s "
+              f"({self.run_steps / max(seconds, 1e-9):,.0f}/s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.show and not self.terminal and self.done:
+            self.line()
+
+
+class Writer:
+    """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late."""
+
+    def __init__(self, out_dir: Path, identity: str, spec: SweepSpec, schema: Schema,
+                 metadata: dict, report: SweepReport, progress: Progress):
+        self.out_dir, self.identity, self.spec, self.schema = out_dir, identity, spec, schema
+        self.metadata, self.report, self.progress = metadata, report, progress
+        self.pending: list[FinishedRun] = []
+        self.bucket: Bucket | None = None
+        self.flushed = time.monotonic()
+
+    def add(self, bucket: Bucket, finished: list[FinishedRun]) -> None:
+        self.bucket = bucket
+        self.pending += finished
+        if time.monotonic() - self.flushed >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.flushed = time.monotonic()
+        if not self.pending:
+            return
+        finished, self.pending = self.pending, []
+        run_ids = sorted(f.run.run_id for f in finished)
+        digest = hashlib.sha1(" ".join(run_ids).encode()).hexdigest()[:12]
+        name = f"{self.bucket.id}-{self.report.process}-{digest}"
+        part = part_tables(self.bucket, finished, self.spec.output_name, self.schema, name)
+        outdir.write_part(self.out_dir, part, self.identity, self.metadata)
+        generalized = int(part.runs["generalized"].sum())
+        run_steps = int(part.runs["steps_trained"].sum())
+        self.report.runs_trained += len(finished)
+        self.report.runs_stopped += int(part.runs["stopped_step"].notna().sum())
+        self.report.runs_generalized += generalized
+        self.report.run_steps += run_steps
+        self.progress.finished(len(finished), generalized, run_steps)
+
+
+def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh,
+               budget: int, writer: Writer, programs: dict) -> None:
+    """Train this process's share (every n-th run of each bucket) of what is not done."""
+    report, progress = writer.report, writer.progress
+    shares = [(bucket, [r for r in bucket.runs[report.process::processes]
+                        if r.run_id not in done]) for bucket in buckets]
+    share_size = sum(len(b.runs[report.process::processes]) for b in buckets)
+    todo = sum(len(queue) for _, queue in shares)
+    report.runs += share_size
+    report.runs_skipped += share_size - todo
+    progress.add(todo)
+    loops = engine.loops_over_runs()
+    for bucket, queue in shares:
+        if not queue:
+            continue
+        per_device = plan.slots_per_device(bucket, len(queue), budget, mesh.devices.size, loops)
+        progress.note(f"compiling bucket {bucket.id} ({bucket.group}, K={bucket.static.width})")
+        start = time.perf_counter()
+
+        def compiled(seconds: float, bucket: Bucket = bucket) -> None:
+            report.compile_seconds[bucket.id] = seconds
+            progress.note(f"bucket {bucket.id} compiled in {seconds:.1f}s, training")
+
+        engine.train_bucket(bucket, queue, per_device, mesh,
+                            lambda finished, bucket=bucket: writer.add(bucket, finished),
+                            programs, compiled)
+        writer.flush()
+        seconds = time.perf_counter() - start
+        report.train_seconds += seconds - report.compile_seconds.get(bucket.id, 0.0)
+        report.slowest_bucket_seconds = max(report.slowest_bucket_seconds, seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rounds: a fixed grid is one round; a search adds rounds until its goal is met
+
+
+def _search_conditions(spec: SweepSpec) -> list:
+    """The grid's configs without the searched field and seed, deduplicated, in order."""
+    return list(dict.fromkeys(spec.runs()))
+
+
+def _pad_for_search(buckets: list[Bucket], spec: SweepSpec) -> list[Bucket]:
+    """Every round of a search compiles the same shapes: pad the train rows to the largest
+    split the bounds allow."""
+    largest = {}
+    for condition in _search_conditions(spec):
+        fraction = max(search.train_fraction(spec.search, condition, bound)
+                       for bound in spec.search.bounds)
+        order = groups.parse_group(condition.group).order
+        n_train, _ = data.split_sizes(order**condition.num_ops, 1.0 - fraction)
+        largest[condition.group] = max(largest.get(condition.group, 0), n_train)
+    return [replace(b, train_rows_at_least=largest.get(b.group, 0)) for b in buckets]
+
+
+def first_round(spec: SweepSpec) -> list[tuple[int | None, PlannedRun]]:
+    """Round 1's runs, each with its search condition (None for a fixed grid)."""
+    if spec.search is None:
+        return [(None, plan.planned_run(config)) for config in spec.runs()]
+    return [(index, plan.planned_run(config)) for index, config in
+            search.first_round(spec.search, _search_conditions(spec))]
+
+
+def _round_buckets(spec: SweepSpec, runs: list[PlannedRun]) -> list[Bucket]:
+    buckets = plan.plan_runs(spec, runs)
+    return _pad_for_search(buckets, spec) if spec.search else buckets
 
 
 def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
               out_dir: str | Path | None = None, overwrite: bool = False,
               memory_budget: int | None = None, progress: bool = True,
               devices: list | None = None) -> SweepReport:
-    """Train this process's share of ``spec`` and write its tables; finished chunks are skipped.
+    """Train this process's share of ``spec`` and write its tables; finished runs are skipped.
 
     ``devices`` defaults to every local device; the run axis is sharded over them. Every process
-    of a job (see ``initialize_distributed``) plans the same chunks and trains every n-th one;
+    of a job (see ``initialize_distributed``) plans the same runs and trains every n-th one;
     process 0 then waits for all of them and writes the manifest.
-    ``progress``: a live bar on a terminal, else a line per finished chunk on stderr.
+    ``progress``: a live bar on a terminal, else a line every few seconds on stderr.
     """
     out_dir = Path(out_dir) if out_dir else Path(results_root) / spec.output_name
     devices = devices or jax.local_devices()
     process, processes = jax.process_index(), jax.process_count()
-    memory_budget = memory_budget or default_memory_budget()
-    chunks = plan_chunks(plan_runs(spec), memory_budget, len(devices))
-    prepare_output(out_dir, spec, plan_hash(spec, chunks), overwrite, process)
-    share = chunks[process::processes]
-    report = SweepReport(out_dir, process, len(devices), [c.name for c in share])
-    status_path = out_dir / PROCESS_FILE.format(process)
-    results.write_text(status_path, json.dumps(report.stats("running")))
+    budget = memory_budget or engine.default_memory_budget()
+    rounds = [first_round(spec)]
+    buckets = _round_buckets(spec, [run for _, run in rounds[0]])
+    plan.check_memory(buckets, budget)
+    identity = plan.identity(spec, [run for _, run in rounds[0]])
+    outdir.prepare(out_dir, identity, spec.source_text, spec.scale, overwrite, process)
+    report = SweepReport(out_dir, process, len(devices))
+    status_path = out_dir / outdir.PROCESS_FILE.format(process)
     metadata = results.provenance(spec.source_text, spec.scale)
-    try:
-        train_share(spec, share, devices, metadata, report,
-                    show=progress and process == 0)
-    except Exception as err:
-        results.write_text(status_path, json.dumps(report.stats("failed", repr(err))))
-        raise
-    results.write_text(status_path, json.dumps(report.stats("done")))
+    show = progress and process == 0
+    bar = Progress(spec.output_name, show)
+    with outdir.Lease(out_dir, process):
+        outdir.write_json(out_dir, status_path, report.stats("running"))
+        try:
+            writer = Writer(out_dir, identity, spec, schema_of(buckets), metadata, report, bar)
+            _train_rounds(spec, rounds, buckets, writer, devices, processes, budget)
+        except BaseException as err:
+            state = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            outdir.write_json(out_dir, status_path, report.stats(state, repr(err)))
+            raise
+        finally:
+            bar.close()
+        outdir.write_json(out_dir, status_path, report.stats("done"))
     if process == 0:
-        stall = max(MIN_STALL_SECONDS, 3 * report.slowest_chunk_seconds)
-        statuses = wait_for_processes(out_dir, chunks, processes, stall)
-        write_manifest(out_dir, metadata, memory_budget, chunks, statuses)
-        remove_temporaries(out_dir)
+        planned = {run.run_id for round_runs in rounds for _, run in round_runs}
+        statuses = wait_for_runs(out_dir, identity, planned, processes,
+                                 max(MIN_STALL_SECONDS, 3 * report.slowest_bucket_seconds),
+                                 final=True)
+        write_manifest(out_dir, identity, metadata, budget, statuses)
     return report
 
 
-def train_share(spec: SweepSpec, share: list[ChunkPlan], devices: list, metadata: dict,
-                report: SweepReport, show: bool) -> None:
-    """Train the chunks of ``share`` whose runs part is not on disk yet, one part pair each."""
-    out_dir = report.out_dir
+def _train_rounds(spec: SweepSpec, rounds: list, buckets: list[Bucket], writer: Writer,
+                  devices: list, processes: int, budget: int) -> None:
+    """Train round after round; ``rounds`` gains each new round's (condition, run) pairs."""
+    report, out_dir, identity = writer.report, writer.out_dir, writer.identity
     mesh = Mesh(np.asarray(devices), ("runs",))
-    todo = [c for c in share if not (out_dir / f"runs-{c.name}.parquet").exists()]
-    report.chunks_skipped = len(share) - len(todo)
-    per_run, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
-    programs: dict[tuple, Program] = {}
-    runs_total = sum(len(c.runs) for c in share)
-    runs_done = runs_total - sum(len(c.runs) for c in todo)
-    # A live bar on a terminal; one line per chunk in a log; nothing from non-zero processes.
-    bar_on_terminal = show and sys.stderr.isatty()
-    with tqdm(total=sum(len(c.runs) * c.bucket.static.steps for c in todo), unit="run-step",
-              unit_scale=True, disable=not bar_on_terminal, file=sys.stderr,
-              desc=spec.output_name) as bar:
-        for number, chunk in enumerate(todo, 1):
-            static, bucket = chunk.bucket.static, chunk.bucket
-            table = data.operation_table(groups.parse_group(bucket.group), static.num_ops)
-            hparams, split, seeds = chunk_arrays(chunk)
-            keys = jax.vmap(jax.random.PRNGKey)(seeds)
-            args = (*jax.device_put((hparams, split, keys), per_run),
-                    jax.device_put(Task(*table), replicated))
-            shape_key = (static, bucket.group, chunk.size, bucket.train_rows)
-            compile_seconds = 0.0
-            if shape_key not in programs:
-                bar.set_postfix_str(f"{runs_done}/{runs_total} runs, compiling bucket {bucket.id}")
-                programs[shape_key] = compile_program(static, args, mesh)
-                compile_seconds = programs[shape_key].compile_seconds
-                report.compile_seconds[bucket.id] = compile_seconds
-            bar.set_postfix_str(f"{runs_done}/{runs_total} runs, chunk {number}/{len(todo)} "
-                                f"(bucket {bucket.id})")
-            real_runs = len(chunk.runs)  # progress counts run-steps of real (unpadded) runs
-            start = time.perf_counter()
-            curves, diverged_step, features = run_chunk(
-                programs[shape_key], static, args,
-                partial(lambda steps, runs: bar.update(steps * runs), runs=real_runs))
-            seconds = time.perf_counter() - start
-            runs, curve_rows, feature_rows = chunk_tables(chunk, spec.output_name, curves,
-                                                          diverged_step, features, seconds)
-            results.write_table(curve_rows, out_dir / results.CURVES_DIR /
-                                f"curves-{chunk.name}.parquet", metadata)
-            if feature_rows is not None:
-                results.write_table(feature_rows, out_dir / results.FEATURES_DIR /
-                                    f"features-{chunk.name}.parquet", metadata)
-            # The runs part is written last: its presence marks the chunk as done.
-            results.write_table(runs, out_dir / f"runs-{chunk.name}.parquet", metadata)
-            runs_done += real_runs
-            report.chunks_run += 1
-            report.train_seconds += seconds
-            report.run_steps += real_runs * static.steps
-            report.slowest_chunk_seconds = max(report.slowest_chunk_seconds,
-                                               seconds + compile_seconds)
-            bar.set_postfix_str(f"{runs_done}/{runs_total} runs")
-            if show and not bar_on_terminal:
-                print(f"{spec.output_name}: chunk {number}/{len(todo)} done, {runs_done}/"
-                      f"{runs_total} runs, {seconds:.1f}s, "
-                      f"{real_runs * static.steps / seconds:,.0f} run-steps/s",
-                      file=sys.stderr, flush=True)
+    programs: dict = {}
+    while True:
+        report.rounds = len(rounds)
+        done = set(outdir.verify(out_dir, identity, quarantine_process=report.process).run_ids)
+        train_runs(buckets, done, processes, mesh, budget, writer, programs)
+        if spec.search is None:
+            return
+        so_far = [pair for round_runs in rounds for pair in round_runs]
+        ids = {run.run_id for _, run in so_far}
+        wait_for_runs(out_dir, identity, ids, processes,
+                      max(MIN_STALL_SECONDS, 3 * report.slowest_bucket_seconds))
+        condition_of = {run.run_id: index for index, run in so_far}
+        table = results.read_runs(out_dir)
+        table = table[table["run_id"].isin(ids)]
+        table = table.assign(search_condition=table["run_id"].map(condition_of))
+        conditions = _search_conditions(spec)
+        tried = [set() for _ in conditions]
+        for index, run in so_far:
+            tried[index].add(getattr(run.config, spec.search.field))
+        configs, _ = search.next_round(spec.search, conditions, table, tried, len(so_far),
+                                       len(rounds) + 1)
+        if not configs:
+            return
+        rounds.append([(index, plan.planned_run(config, len(rounds) + 1))
+                       for index, config in configs])
+        writer.progress.note(f"round {len(rounds)}: {len(configs)} runs")
+        buckets = _round_buckets(spec, [run for _, run in rounds[-1]])
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
+def _read_status(out_dir: Path, process: int) -> dict | None:
+    return outdir.read_json(out_dir / outdir.PROCESS_FILE.format(process))
 
 
-def wait_for_processes(out_dir: Path, chunks: list[ChunkPlan], processes: int,
-                       stall_seconds: float, start_grace_seconds: float = START_GRACE_SECONDS,
-                       poll_seconds: float = 1.0) -> list[dict]:
-    """Process 0: every process's final status, once every planned chunk's runs part is there.
+def wait_for_runs(out_dir: Path, identity: str, run_ids: set[str], processes: int,
+                  stall_seconds: float, final: bool = False,
+                  start_grace_seconds: float = START_GRACE_SECONDS,
+                  poll_seconds: float = 1.0) -> list[dict]:
+    """Until every run of ``run_ids`` is in a runs part (and, if ``final``, every process is
+    done): every process's status.
 
     Nothing but the shared directory connects the processes. Raises SweepIncomplete when a
     process failed, when nothing new arrived for ``stall_seconds``, or when a process's status
     file is still absent after ``start_grace_seconds`` (the directory is not shared).
     """
     started = changed = time.monotonic()
-    progress = None
+    index = outdir.RunIndex(out_dir, identity)
+    seen = None
     while True:
-        names = set(os.listdir(out_dir))
-        missing = [c for c in chunks if f"runs-{c.name}.parquet" not in names]
-        statuses = [_read_json(out_dir / PROCESS_FILE.format(i)) for i in range(processes)]
-        done = [s for s in statuses if s and s["status"] == "done"]
-        if not missing and len(done) == processes:
+        missing = run_ids - index.scan()
+        statuses = [_read_status(out_dir, i) for i in range(processes)]
+        done = [s for s in statuses if s and s.get("status") == "done"]
+        if not missing and (not final or len(done) == processes):
             return statuses
-        # Statuses are trusted after a grace period: by then every process has replaced the one
-        # a previous run may have left with its own.
         now = time.monotonic()
         settled = now - started > start_grace_seconds
-        failed = [s for s in statuses if s and s["status"] == "failed"]
+        failed = [s for s in statuses if s and s.get("status") in ("failed", "interrupted")]
         if failed and settled:
-            raise SweepIncomplete(f"process {failed[0]['process']} failed: {failed[0]['error']}; "
-                                  "run the same command again to finish the missing chunks")
+            raise SweepIncomplete(f"process {failed[0]['process']} {failed[0]['status']}: "
+                                  f"{failed[0]['error']}; run the same command again to finish "
+                                  "the missing runs")
         absent = [i for i, s in enumerate(statuses) if s is None]
         if absent and settled:
             raise SweepIncomplete(
                 f"process 0 does not see the status file of process(es) {absent} in {out_dir}: "
                 "the processes do not share this directory, so each host holds its own parts "
-                f"and no {MANIFEST_FILE} is written. Copy every host's part files into one "
-                "directory to read them as one table")
-        if (len(missing), len(done)) != progress:
-            progress, changed = (len(missing), len(done)), now
+                f"and no {outdir.MANIFEST_FILE} is written. Copy every host's part files into "
+                "one directory to read them as one table")
+        if (len(missing), len(done)) != seen:
+            seen, changed = (len(missing), len(done)), now
         elif now - changed > stall_seconds:
-            waiting = [i for i, s in enumerate(statuses) if not s or s["status"] != "done"]
+            waiting = [i for i, s in enumerate(statuses) if not s or s.get("status") != "done"]
             raise SweepIncomplete(
-                f"{len(missing)} of {len(chunks)} chunks are not in {out_dir} and nothing new "
+                f"{len(missing)} of {len(run_ids)} runs are not in {out_dir} and nothing new "
                 f"arrived for {stall_seconds:.0f}s (process(es) {waiting} not done); "
-                f"{MANIFEST_FILE} is not written. Run the same command again to finish them")
+                f"{outdir.MANIFEST_FILE} is not written. Run the same command again to finish "
+                "them")
         time.sleep(poll_seconds)
 
 
-def write_manifest(out_dir: Path, metadata: dict, memory_budget: int, chunks: list[ChunkPlan],
+def write_manifest(out_dir: Path, identity: str, metadata: dict, memory_budget: int,
                    statuses: list[dict]) -> None:
-    rates = [s["run_steps_per_second"] for s in statuses if s["run_steps_per_second"]]
+    """Once every process is done: verify every part (setting aside any that fails), then
+    record the sweep's parts, processes and what its stop rules and search saved."""
+    verified = outdir.verify(out_dir, identity, quarantine_all=True)
+    if verified.damaged:
+        raise SweepIncomplete(f"{len(verified.damaged)} part(s) in {out_dir} failed "
+                              "verification and were set aside; run the same command again "
+                              "to train their runs")
+    runs = results.read_runs(out_dir)
+    rates = [s["run_steps_per_second"] for s in statuses if s.get("run_steps_per_second")]
     manifest = {
+        "identity": identity,
         "provenance": {k: v for k, v in metadata.items() if k != "sweep_toml"},
         "memory_budget": memory_budget,
         "run_steps_per_second": sum(rates) if rates else None,  # all processes together
+        "runs": len(runs),
+        "rounds": int(runs["round"].max()),
+        "runs_stopped_early": int(runs["stopped_step"].notna().sum()),
+        "runs_diverged": int(runs["diverged"].sum()),
+        "run_steps_planned": int(runs["steps"].sum()),
+        "run_steps_executed": int(runs["steps_trained"].sum()),
         "processes": statuses,
-        "chunks": [{"name": c.name, "bucket": c.bucket.id, "index": c.index, "runs": len(c.runs),
-                    "size": c.size, "process": n % len(statuses)} for n, c in enumerate(chunks)],
+        "parts": verified.parts,
     }
-    results.write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2))
-
-
-def remove_temporaries(out_dir: Path) -> None:
-    """Hidden files of writers killed mid-write; called when every process has finished."""
-    for path in out_dir.rglob(f".*{results.TEMPORARY_SUFFIX}"):
-        path.unlink(missing_ok=True)
+    outdir.write_json(out_dir, out_dir / outdir.MANIFEST_FILE, manifest)
+    outdir.remove_temporaries(out_dir)

@@ -6,13 +6,16 @@ config) and returns pure functions of arrays only:
     train(hparams, split, key, task) -> Outputs     # one run; vmap it over the run axis
 
 Hyperparameters (``HParams``) and the split (``Split``) are arrays, so new values never
-recompile. The engine calls the pieces (``init``, ``segment``, ``evaluate``) so it can show
-progress between segments; ``train`` composes the same pieces in one call.
+recompile. The engine calls ``segment`` on a batch of *slots*: each call first starts the runs
+its ``fresh`` flags mark (their state initialised in the same compiled program), then advances
+every slot by a fixed number of evaluations. ``train`` composes the same pieces for one run.
 
 Semantics follow the paper's code: metrics of step s are measured on the weights *before*
 update s, on the whole train and test sets; the last curve point (step = steps) is measured on
-the final weights. A run whose update turns non-finite is frozen at its last finite weights and
-its ``diverged_step`` is set; the other runs of a batch are unaffected.
+the final weights. A run is *done* at the evaluation where it reaches ``steps``, where its stop
+rule (``Static.stop``) is met, or at the first evaluation after an update turned non-finite
+(that evaluation's metrics are NaN: nothing after a divergence is measured). A done run's state
+no longer changes; the other runs of a batch are unaffected.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import optax
 
 from grokjax import diagnostics, model
 from grokjax.optim import OPTIMIZERS
+from grokjax.stop import StopRule
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Static:
     complex_weights: bool = False
     diagnostics: bool = False  # Li2 diagnostics at every evaluation, features at the end
     fourier: bool = False  # the group is Z_M, so hidden nodes have a Fourier spectrum
+    stop: StopRule | None = None  # end a run early once its answer is decided
 
     @property
     def num_evals(self) -> int:
@@ -80,6 +85,9 @@ class State(NamedTuple):
     opt_state: Any
     step: jax.Array  # int32, updates applied so far
     diverged_step: jax.Array  # int32, the update that went non-finite, or -1
+    done: jax.Array  # bool: finished, stopped or diverged; the state no longer changes
+    stopped_step: jax.Array  # int32, the step where the stop rule ended the run, or -1
+    held_since: jax.Array  # int32, first evaluation of the stop rule's current streak, or -1
     previous_params: model.Params | None = None  # at the last evaluation (diagnostics only)
 
 
@@ -89,14 +97,16 @@ Metrics = dict[str, jax.Array]
 
 
 class Outputs(NamedTuple):
-    metrics: Metrics  # each (num_evals + 1,): steps 0, eval_every, ..., steps
-    state: State
+    metrics: Metrics  # each (num_evals + 1,): steps 0, eval_every, ..., steps; "step" is -1
+    state: State  # at the evaluations after a run is done (stopped or diverged early)
 
 
 class TrainFunctions(NamedTuple):
     init: Any  # (hparams, key) -> State
     init_from_params: Any  # (params, hparams) -> State
-    segment: Any  # (state, hparams, split, task, num_evals) -> (State, Metrics of (num_evals,))
+    # (state, hparams, split, key, fresh, task, num_evals) -> (State, Metrics of (num_evals,)),
+    # the metrics with a "step" entry: the evaluated step, or -1 where the slot was idle
+    segment: Any
     evaluate: Any  # (state, hparams, split, task) -> Metrics
     features: Any  # (state, hparams, split, task) -> per-node arrays (K,) (diagnostics only)
     train: Any  # (hparams, split, key, task) -> Outputs
@@ -138,6 +148,11 @@ def _train_rows_present(split: Split) -> jax.Array:
     return jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()
 
 
+def _missing(dtype) -> jax.Array:
+    """The value of a metric that was not measured: NaN, or -1 for integer metrics."""
+    return jnp.array(jnp.nan if jnp.issubdtype(dtype, jnp.floating) else -1, dtype)
+
+
 def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
@@ -150,6 +165,7 @@ def make_train(static: Static) -> TrainFunctions:
 
     def init_from_params(params: model.Params, hparams: HParams) -> State:
         return State(params, optimizer(hparams).init(params), jnp.int32(0), jnp.int32(-1),
+                     jnp.bool_(False), jnp.int32(-1), jnp.int32(-1),
                      params if static.diagnostics else None)
 
     def init(hparams: HParams, key: jax.Array) -> State:
@@ -191,7 +207,8 @@ def make_train(static: Static) -> TrainFunctions:
         frozen = jax.tree.map(lambda new, old: jnp.where(keep, new, old),
                               (new_params, opt_state), (state.params, state.opt_state))
         diverged_step = jnp.where(healthy & ~finite, state.step, state.diverged_step)
-        return State(*frozen, state.step + 1, diverged_step, state.previous_params)
+        return state._replace(params=frozen[0], opt_state=frozen[1], step=state.step + 1,
+                              diverged_step=diverged_step)
 
     def train_features(params, split: Split, task: Task):
         """σ(XW) of the train rows (n_pad, K), the real part, and which rows are real."""
@@ -247,22 +264,42 @@ def make_train(static: Static) -> TrainFunctions:
             out |= {f"power_{k:02d}": power[k] for k in range(power.shape[0])}
         return out
 
-    def segment(state, hparams, split, task, num_evals: int):
-        def one_eval(state, _):
-            metrics = evaluate(state, hparams, split, task)
+    def evaluate_and_decide(state: State, hparams: HParams, split: Split, task: Task):
+        """One evaluation of a live run: its metrics, and whether the run is done after it."""
+        metrics = evaluate(state, hparams, split, task)
+        diverged = state.diverged_step >= 0
+        metrics = jax.tree.map(lambda m: jnp.where(diverged, _missing(m.dtype), m), metrics)
+        finished = state.step >= static.steps
+        stopped, held_since = jnp.bool_(False), state.held_since
+        if static.stop is not None:
+            holds = static.stop.satisfied(metrics)
+            held_since = jnp.where(holds, jnp.where(held_since < 0, state.step, held_since), -1)
+            stopped = holds & (state.step - held_since >= static.stop.hold) & ~finished
+        state = state._replace(done=diverged | finished | stopped, held_since=held_since,
+                               stopped_step=jnp.where(stopped, state.step, -1))
+        return state, metrics | {"step": state.step}
+
+    def segment(state, hparams, split, key, fresh, task, num_evals: int):
+        state = jax.lax.cond(fresh, lambda s: init(hparams, key), lambda s: s, state)
+
+        def live(state):
+            state, metrics = evaluate_and_decide(state, hparams, split, task)
             if static.diagnostics:
                 state = state._replace(previous_params=state.params)
-            state = jax.lax.fori_loop(
-                0, static.eval_every, lambda _, s: step(s, hparams, split, task), state
-            )
+            state = jax.lax.cond(state.done, lambda s: s, lambda s: jax.lax.fori_loop(
+                0, static.eval_every, lambda _, s: step(s, hparams, split, task), s), state)
             return state, metrics
 
-        return jax.lax.scan(one_eval, state, None, length=num_evals)
+        def idle(state):
+            shapes = jax.eval_shape(live, state)[1]
+            return state, jax.tree.map(lambda m: jnp.full(m.shape, _missing(m.dtype)), shapes)
+
+        return jax.lax.scan(lambda s, _: jax.lax.cond(s.done, idle, live, s), state, None,
+                            length=num_evals)
 
     def train(hparams: HParams, split: Split, key: jax.Array, task: Task) -> Outputs:
-        state, metrics = segment(init(hparams, key), hparams, split, task, static.num_evals)
-        final = evaluate(state, hparams, split, task)
-        curves = jax.tree.map(lambda m, f: jnp.concatenate([m, f[None]]), metrics, final)
-        return Outputs(curves, state)
+        state, metrics = segment(init(hparams, key), hparams, split, key, jnp.bool_(False), task,
+                                 static.num_evals + 1)
+        return Outputs(metrics, state)
 
     return TrainFunctions(init, init_from_params, segment, evaluate, features, train)

@@ -1,0 +1,170 @@
+"""spec → runs → buckets → slots: what will be trained, how it is grouped, and its identity.
+
+A *bucket* is the set of runs sharing a ``Static`` config (one compilation). The engine streams a
+bucket's runs through a fixed number of *slots* (the batch its program is compiled for), sized
+to the memory budget. The *plan identity* names the sweep's runs (and its stop rule and search),
+independent of grid order, memory budget and device count, so a rerun with other resources
+resumes the same sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+from grokjax import data, groups, results
+from grokjax.spec import RunConfig, SpecError, SweepSpec
+from grokjax.train import Static
+
+BYTES_PER_FLOAT = 4
+# Live copies of each parameter during a step (params, grads, updates, new params, two optimizer
+# moments, the frozen copy kept for divergence isolation) and of each activation (forward value,
+# its gradient, the activation's derivative), with a factor 2 for XLA temporaries.
+PARAM_COPIES, ACTIVATION_COPIES, SAFETY = 8, 3, 2.0
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    config: RunConfig
+    run_id: str
+    test_size: float
+    n_train: int
+    n_test: int
+    round: int = 1  # the adaptive search's round that added the run (1 for a fixed grid)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    static: Static
+    group: str
+    runs: tuple[PlannedRun, ...]
+    train_rows_at_least: int = 0  # a search pads to its largest split, so rounds share shapes
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha1(repr((self.static, self.group)).encode()).hexdigest()[:8]
+
+    @property
+    def table_rows(self) -> int:
+        return groups.parse_group(self.group).order ** self.static.num_ops
+
+    @property
+    def train_rows(self) -> int:
+        """The padded train-set length shared by every run of the bucket."""
+        return max(self.train_rows_at_least, *(run.n_train for run in self.runs))
+
+
+def static_of(config: RunConfig, group: groups.Group, spec: SweepSpec) -> Static:
+    return Static(
+        order=group.order, num_ops=config.num_ops, width=config.K,
+        activation=config.activation, loss=config.loss, optimizer=config.optimizer,
+        steps=config.steps, eval_every=config.eval_every, other_layers=config.other_layers,
+        ridge=config.ridge_lambda is not None, embed_trainable=config.embed_trainable,
+        complex_weights=config.complex_weights, diagnostics=config.diagnostics,
+        fourier=config.diagnostics and group.spec.isdigit(), stop=spec.stop,
+    )
+
+
+def planned_run(config: RunConfig, round_number: int = 1) -> PlannedRun:
+    order = groups.parse_group(config.group).order
+    test_size = config.resolved_test_size(order)
+    n_train, n_test = data.split_sizes(order**config.num_ops, test_size)
+    return PlannedRun(config, results.run_id(config), test_size, n_train, n_test, round_number)
+
+
+def plan_runs(spec: SweepSpec, runs: list[PlannedRun] | None = None) -> list[Bucket]:
+    """Group runs (default: the spec's grid) into buckets of identical static config, in
+    first-seen order."""
+    runs = [planned_run(config) for config in spec.runs()] if runs is None else runs
+    buckets: dict[tuple, list[PlannedRun]] = {}
+    for run in runs:
+        group = groups.parse_group(run.config.group)
+        buckets.setdefault((static_of(run.config, group, spec), group.spec), []).append(run)
+    return [Bucket(static, group, tuple(members)) for (static, group), members in buckets.items()]
+
+
+def bytes_per_run(bucket: Bucket) -> int:
+    """A conservative estimate of one run's device memory inside a batched call."""
+    s = bucket.static
+    params = s.num_ops * s.order * s.width + s.width * s.order + s.other_layers * s.width**2
+    train_activations = bucket.train_rows * (s.width * (1 + s.other_layers) + s.order)
+    eval_activations = bucket.table_rows * (s.width * (1 + s.other_layers) + s.order)
+    ridge = (bucket.train_rows + s.width) * s.width if s.ridge else 0
+    floats = (PARAM_COPIES * params + ACTIVATION_COPIES * (train_activations + ridge)
+              + eval_activations + bucket.table_rows)
+    return int(SAFETY * BYTES_PER_FLOAT * floats)
+
+
+def check_memory(buckets: list[Bucket], memory_budget: int) -> None:
+    """Refuse, before anything is written, a bucket whose one run exceeds the budget."""
+    problems = [
+        f"bucket {b.id} ({b.group}, K={b.static.width}) needs about "
+        f"{bytes_per_run(b) / 2**20:,.0f} MiB per run, more than the memory budget of "
+        f"{memory_budget / 2**20:,.0f} MiB per device; reduce K or the group, or pass "
+        f"--memory-budget {math.ceil(bytes_per_run(b) / 2**20)}MiB if the device has it"
+        for b in buckets if bytes_per_run(b) > memory_budget]
+    if problems:
+        raise SpecError(problems, "plan")
+
+
+def slots_per_device(bucket: Bucket, runs: int, memory_budget: int, num_devices: int,
+                     loops_over_runs: bool) -> int:
+    """How many runs each device holds at once.
+
+    A device that loops over its runs one at a time (CPU) gains nothing from more slots than
+    one; one that vmaps them (GPU, TPU) takes as many as memory allows, up to its share.
+    """
+    if loops_over_runs:
+        return 1
+    fit = max(1, memory_budget // bytes_per_run(bucket))
+    return max(1, min(fit, math.ceil(runs / num_devices)))
+
+
+def identity(spec: SweepSpec, runs: list[PlannedRun]) -> str:
+    """The sweep's identity: its runs as a set, its stop rule and its search.
+
+    Independent of grid order, memory budget and devices, so all processes of a job agree on it
+    and a rerun with other resources resumes. A search sweep passes its first round's runs (the
+    later rounds follow from them and the search settings).
+    """
+    text = json.dumps([sorted(r.run_id for r in runs),
+                       spec.stop.text if spec.stop else None,
+                       dataclasses.asdict(spec.search) if spec.search else None])
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def static_text(static: Static) -> str:
+    """The bucket's shape in a few words, with every optional field that is not its default."""
+    extras = [f"num_ops={static.num_ops}"] * (static.num_ops != 2) + [
+        f"{f.name}={getattr(static, f.name)}" for f in dataclasses.fields(static)
+        if f.default is not dataclasses.MISSING and f.name != "stop"
+        and getattr(static, f.name) != f.default]
+    return " ".join([f"K={static.width}", static.activation, static.loss, static.optimizer,
+                     f"steps={static.steps}/{static.eval_every}", *extras])
+
+
+def describe(spec: SweepSpec, buckets: list[Bucket], memory_budget: int, num_devices: int,
+             loops_over_runs: bool, num_processes: int = 1) -> str:
+    """The plan, as ``grokjax plan`` and ``grokjax sweep`` print it."""
+    total = sum(len(b.runs) for b in buckets)
+    head = (f"{spec.output_name}: {total} runs{' in round 1 of a search' if spec.search else ''}"
+            f", {len(buckets)} bucket(s) on {num_devices} device(s) x {num_processes} "
+            f"process(es); memory budget {memory_budget / 2**20:.2f} MiB per device")
+    lines = [head]
+    if spec.stop:
+        lines.append(f"  stop rule: {spec.stop.text}")
+    if spec.search:
+        lines.append(f"  search: {spec.search.text}")
+    lines.append(f"  {'bucket':<8} {'group':<10} {'runs':>6} {'slots':>6} {'MiB/run':>8} "
+                 f"{'MiB/call':>9}  static")
+    for bucket in buckets:
+        share = math.ceil(len(bucket.runs) / num_processes)
+        slots = num_devices * slots_per_device(bucket, share, memory_budget, num_devices,
+                                               loops_over_runs)
+        per_run = bytes_per_run(bucket) / 2**20
+        lines.append(f"  {bucket.id:<8} {bucket.group:<10} {len(bucket.runs):>6} {slots:>6} "
+                     f"{per_run:>8.2f} {per_run * slots:>9.2f}  {static_text(bucket.static)}")
+    return "\n".join(lines)
