@@ -124,19 +124,19 @@ def test_node_spectra_show_a_grokked_and_a_memorizing_run(tmp_path):
 
 
 def write_results(directory, runs, curves=None, metadata=None):
-    """A results directory laid out like the engine's: runs parts at the top, curves under
-    _curves/, the provenance JSON in each file's metadata under b"grokjax"."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """A results directory laid out like the engine's: runs parts under runs/, curves under
+    curves/, the provenance JSON in each file's metadata under b"grokjax"."""
+    (directory / "runs").mkdir(parents=True, exist_ok=True)
     halves = np.array_split(np.arange(len(runs)), 2)
     for index, rows in enumerate(halves):
         table = pa.Table.from_pandas(runs.iloc[rows], preserve_index=False)
         if metadata is not None:
             table = table.replace_schema_metadata(
                 {**table.schema.metadata, b"grokjax": json.dumps(metadata).encode()})
-        pq.write_table(table, directory / f"runs-b0-{index:03d}.parquet")
+        pq.write_table(table, directory / "runs" / f"runs-b0-0-{index:03d}.parquet")
     if curves is not None:
-        (directory / "_curves").mkdir()
-        curves.to_parquet(directory / "_curves" / "curves-b0-000.parquet", index=False)
+        (directory / "curves").mkdir()
+        curves.to_parquet(directory / "curves" / "curves-b0-0-000.parquet", index=False)
     return directory
 
 
@@ -158,7 +158,7 @@ def test_report_on_a_boundary_sweep(rng, tmp_path):
     assert (path.parent / "phase_diagram.png").exists()
     assert "```toml\n" + SWEEP_TOML.rstrip() + "\n```" in text
     assert "| jax | 0.4.35 |" in text and "`abc123`" in text
-    assert len(pd.read_parquet(directory)) == len(runs)  # the report does not break the reader
+    assert len(pd.read_parquet(directory / "runs")) == len(runs)  # the report breaks no reader
 
 
 def test_report_on_a_wd_sweep_without_metadata(rng, tmp_path):

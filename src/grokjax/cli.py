@@ -26,7 +26,10 @@ def parse_bytes(text: str) -> int:
     unit = (match.group(2) or "").lower().removesuffix("b") if match else None
     if not match or unit not in _UNITS:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 512MB, 2GiB)")
-    return int(float(match.group(1)) * _UNITS[unit])
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"not a usable size: {text!r} (use e.g. 512MB, 2GiB)")
+    return size
 
 
 def summary_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -48,7 +51,7 @@ def grid_axes(sweep_spec: spec.SweepSpec) -> list[str]:
 
 def print_summary(out_dir: Path, by: list[str]) -> None:
     runs = results.read_runs(out_dir)
-    print(f"\n{len(runs)} runs in {out_dir}  (pandas.read_parquet({str(out_dir)!r}))")
+    print(f"\n{len(runs)} runs in {out_dir}  (pandas.read_parquet({str(out_dir / 'runs')!r}))")
     print("generalized = final test accuracy >= "
           f"{results.GENERALIZED_TEST_ACC}; grok step = first step with test accuracy >= 0.99")
     with pd.option_context("display.width", 120, "display.max_columns", 20):

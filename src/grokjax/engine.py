@@ -166,6 +166,11 @@ def bucket_task(bucket: Bucket) -> Task:
     return Task(*data.operation_table(groups.parse_group(bucket.group), bucket.static.num_ops))
 
 
+def program_key(bucket: Bucket, slots: int) -> tuple:
+    """What a compiled program depends on: the bucket's code and shapes, and its slots."""
+    return bucket.static, bucket.group, slots, bucket.train_rows
+
+
 def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int, mesh: Mesh,
                  on_finished: Callable[[list[FinishedRun]], None], programs: dict,
                  on_compiled: Callable[[float], None] = lambda seconds: None) -> int:
@@ -184,7 +189,7 @@ def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int,
         slots.fill(slot, pending.pop(0))
     hparams, split, keys = jax.device_put(slots.inputs(), per_run)
     fresh = jax.device_put(slots.fresh, per_run)
-    shape = (bucket.static, bucket.group, slots.size, bucket.train_rows)
+    shape = program_key(bucket, slots.size)
     if shape not in programs:
         programs[shape] = compile_program(bucket.static, (hparams, split, keys, fresh, task), mesh)
         on_compiled(programs[shape].compile_seconds)

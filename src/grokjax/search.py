@@ -139,14 +139,21 @@ def _fraction_to_index(search: Search, condition, fraction: float) -> float:
     return float(np.interp(fraction, fractions[order], np.arange(len(lattice))[order]))
 
 
-def _candidates(row: pd.Series) -> list[float]:
-    """Train fractions worth trying next, best first."""
-    if row["status"] in ("ok", "separated") and np.isfinite(row["p_star"]):
+def _candidates(row: pd.Series, cells: pd.DataFrame) -> list[float]:
+    """Train fractions worth trying next, best first: the estimate and the ends of its CI; for a
+    bracket (a separated or an unfittable transition), its middle and thirds."""
+    if row["status"] == "ok":
+        return [row["p_star"], row["p_star_lo"], row["p_star_hi"]]
+    if row["status"] == "separated":
         lo, hi = row["p_star_lo"], row["p_star_hi"]
-        if row["status"] == "separated":  # bisect the bracket
-            return [row["p_star"], (2 * lo + hi) / 3, (lo + 2 * hi) / 3]
-        return [row["p_star"], lo, hi]
-    return []
+    else:
+        fraction = cells["n_generalized"] / cells["n"]
+        above = cells.loc[fraction >= 0.5, "train_fraction"]
+        below = cells.loc[fraction < 0.5, "train_fraction"]
+        if above.empty or below.empty or below[below < above.min()].empty:
+            return []  # no transition inside the bounds: nothing to refine
+        lo, hi = below[below < above.min()].max(), above.min()
+    return [float(np.sqrt(lo * hi)), (2 * lo + hi) / 3, (lo + 2 * hi) / 3]
 
 
 def next_round(search: Search, conditions: list, finished: pd.DataFrame, tried: list[set],
@@ -166,14 +173,15 @@ def next_round(search: Search, conditions: list, finished: pd.DataFrame, tried: 
     status = []
     for index, condition in enumerate(conditions):
         mine = finished[finished["search_condition"] == index]
-        row = fit.generalization_boundary(mine, n_boot=BOOTSTRAP, seed=index).table.iloc[0]
+        boundary = fit.generalization_boundary(mine, n_boot=BOOTSTRAP, seed=index)
+        row = boundary.table.iloc[0]
         width = row["p_star_hi"] - row["p_star_lo"]
         status.append({"condition": index, "status": row["status"], "p_star": row["p_star"],
                        "ci_width": width})
         if search.ci_width is not None and np.isfinite(width) and width <= search.ci_width:
             continue
         picks = []
-        for fraction in _candidates(row):
+        for fraction in _candidates(row, boundary.detail):
             target = _fraction_to_index(search, condition, fraction)
             # the nearest untried lattice index (ties to the lower), never a value tried
             for index_ in sorted(range(len(lattice)), key=lambda i: (abs(i - target), i)):

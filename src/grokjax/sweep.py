@@ -300,10 +300,13 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
         if not queue:
             continue
         per_device = plan.slots_per_device(bucket, len(queue), budget, mesh.devices.size, loops)
-        progress.note(f"compiling bucket {bucket.id} ({bucket.group}, K={bucket.static.width})")
-        start = time.perf_counter()
+        if engine.program_key(bucket, per_device * mesh.devices.size) not in programs:
+            progress.note(f"compiling bucket {bucket.id} ({bucket.group}, "
+                          f"K={bucket.static.width})")
+        start, compile_seconds = time.perf_counter(), []
 
         def compiled(seconds: float, bucket: Bucket = bucket) -> None:
+            compile_seconds.append(seconds)
             report.compile_seconds[bucket.id] = seconds
             progress.note(f"bucket {bucket.id} compiled in {seconds:.1f}s, training")
 
@@ -312,7 +315,7 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
                             programs, compiled)
         writer.flush()
         seconds = time.perf_counter() - start
-        report.train_seconds += seconds - report.compile_seconds.get(bucket.id, 0.0)
+        report.train_seconds += seconds - sum(compile_seconds)
         report.slowest_bucket_seconds = max(report.slowest_bucket_seconds, seconds)
 
 

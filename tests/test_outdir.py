@@ -1,0 +1,203 @@
+"""The results-directory protocol: nothing of the user's is deleted, damaged parts are never
+trusted, one writer per sweep, and the tables keep one schema (each a regression test)."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import jax
+import pandas as pd
+import pytest
+from helpers import TINY_SWEEP, write_sweep
+
+from grokjax import cli, outdir, results, spec, sweep
+
+
+def tables(out_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    runs = results.read_runs(out_dir).drop(columns="wall_seconds")
+    curves = results.read_curves(out_dir)
+    return (runs.sort_values("run_id").reset_index(drop=True),
+            curves.sort_values(["run_id", "step"]).reset_index(drop=True))
+
+
+def run(out_dir, text=TINY_SWEEP, **options):
+    return sweep.run_sweep(spec.parse(text), out_dir=out_dir, progress=False,
+                           devices=jax.local_devices()[:2], **options)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run(tmp_path_factory.mktemp("ref") / "tiny").out_dir
+
+
+def everything(directory) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_never_deletes_a_directory_that_is_not_a_sweep(tmp_path, capsys):
+    mydata = tmp_path / "mydata"
+    mydata.mkdir()
+    (mydata / "thesis.txt").write_text("years of work")
+    path = write_sweep(tmp_path)
+    assert cli.main(["sweep", str(path), "--out", str(mydata), "--overwrite"]) == 2
+    assert "not a grokjax sweep directory" in capsys.readouterr().err
+    assert everything(mydata) == {"thesis.txt": b"years of work"}
+
+
+def test_out_dot_in_a_checkout_is_refused_and_nothing_is_touched(tmp_path, monkeypatch, capsys):
+    checkout = tmp_path / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    path = write_sweep(checkout)
+    before = everything(checkout)
+    monkeypatch.chdir(checkout)
+    assert cli.main(["sweep", "tiny.toml", "--out", ".", "--overwrite"]) == 2
+    assert everything(checkout) == before and path.exists()
+
+
+def test_a_file_as_the_results_directory_is_a_one_line_error(tmp_path, capsys):
+    target = tmp_path / "results.txt"
+    target.write_text("x")
+    assert cli.main(["sweep", str(write_sweep(tmp_path)), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "Traceback" not in err and target.read_text() == "x"
+
+
+def test_a_zero_memory_budget_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as code:
+        cli.main(["sweep", str(write_sweep(tmp_path)), "--memory-budget", "0"])
+    assert code.value.code == 2 and "not a usable size" in capsys.readouterr().err
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", ["truncated runs part", "truncated curves part",
+                                    "deleted curves part", "part of another sweep"])
+def test_damaged_or_foreign_parts_are_set_aside_and_their_runs_trained_again(
+        reference, tmp_path, damage):
+    out = tmp_path / "tiny"
+    run(out)
+    name = outdir.part_names(out, "runs")[0]
+    foreign = damage == "part of another sweep"
+    if damage == "truncated runs part":
+        _truncate(outdir.part_path(out, "runs", name))
+    elif damage == "truncated curves part":
+        _truncate(outdir.part_path(out, "curves", name))
+    elif damage == "deleted curves part":
+        outdir.part_path(out, "curves", name).unlink()
+    else:  # an old sweep's rows under this sweep's plan (e.g. --overwrite raced a live writer)
+        other = tmp_path / "other"
+        run(other, TINY_SWEEP.replace("lr = 0.01", "lr = 0.02"))
+        other_name = outdir.part_names(other, "runs")[0]
+        for table in ("runs", "curves"):
+            os.replace(outdir.part_path(other, table, other_name),
+                       outdir.part_path(out, table, other_name.replace("-0-", "-0-f")))
+    (out / outdir.MANIFEST_FILE).unlink()
+    again = run(out)
+    # A foreign part's rows are not this sweep's: its own runs are all there already.
+    assert again.runs_trained == 0 if foreign else again.runs_trained >= 1
+    for mine, theirs in zip(tables(out), tables(reference), strict=True):
+        pd.testing.assert_frame_equal(mine, theirs, check_exact=True)
+    assert (out / outdir.DAMAGED_DIR).is_dir() and (out / outdir.MANIFEST_FILE).exists()
+    assert (results.read_runs(out)["lr"] == 0.01).all()
+    assert cli.main(["summary", str(out)]) == 0
+
+
+@pytest.fixture
+def live_process():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def _lease(out, pid, heartbeat=None, process=0):
+    outdir.write_json(out, out / outdir.LEASE_FILE.format(process), {
+        "token": "someone-else", "process": process, "host": platform.node(), "pid": pid,
+        "heartbeat": time.time() if heartbeat is None else heartbeat})
+
+
+def test_a_second_writer_and_an_overwrite_are_refused_while_a_live_process_writes(
+        tmp_path, live_process):
+    out = tmp_path / "tiny"
+    run(out)
+    _lease(out, live_process)
+    before = everything(out)
+    with pytest.raises(outdir.DirectoryBusy, match=f"pid {live_process}"):
+        run(out)
+    with pytest.raises(outdir.DirectoryBusy, match="before --overwrite"):
+        run(out, TINY_SWEEP.replace("lr = 0.01", "lr = 0.02"), overwrite=True)
+    assert everything(out) == before
+
+
+def test_a_stale_lease_is_taken_over(tmp_path):
+    out = tmp_path / "tiny"
+    run(out)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    _lease(out, int(dead))  # the same host, its process gone (kill -9)
+    assert run(out).runs_skipped == 9
+    _lease(out, os.getpid(), heartbeat=time.time() - 2 * outdir.LEASE_SECONDS, process=0)
+    assert run(out).runs_skipped == 9  # another host's lease that stopped beating
+    assert not (out / outdir.LEASE_FILE.format(0)).exists()
+
+
+def test_a_kill_before_the_plan_is_written_leaves_a_resumable_directory(tmp_path):
+    out = tmp_path / "tiny"
+    out.mkdir()
+    (out / outdir.SWEEP_FILE).write_text(TINY_SWEEP)  # killed between the two writes
+    assert run(out).runs_trained == 9
+    assert (out / outdir.SWEEP_FILE).read_text() == TINY_SWEEP
+
+
+def test_the_identity_ignores_memory_budget_and_grid_order(tmp_path):
+    out = tmp_path / "tiny"
+    run(out)
+    reordered = TINY_SWEEP.replace("seed = [0, 1, 2]", "seed = [2, 0, 1]").replace(
+        "weight_decay = [0.0, 1e-3, 1e-2]", "weight_decay = [1e-2, 0.0, 1e-3]")
+    again = run(out, reordered, memory_budget=2**27)
+    assert again.runs_skipped == 9 and again.runs_trained == 0
+
+
+def test_grids_that_mix_diagnostics_share_one_schema(tmp_path):
+    text = TINY_SWEEP.replace("[grid]", "[[grid]]") + (
+        "\n[[grid]]\nweight_decay = [1e-3]\nseed = [5]\ndiagnostics = [true]\n")
+    out = run(tmp_path / "mixed", text).out_dir
+    runs, curves = results.read_runs(out), results.read_curves(out)
+    assert len(runs) == 10 and runs["diagnostics"].sum() == 1
+    plain = runs[~runs["diagnostics"]]
+    assert {"step_G_F_peak", "frequencies_covered"} <= set(runs.columns)
+    assert plain["step_G_F_peak"].isna().all()
+    assert runs.loc[runs["diagnostics"], "step_G_F_peak"].notna().all()
+    assert "G_F_norm" in curves and curves["G_F_norm"].notna().sum() == 9
+    for part in outdir.part_names(out, "runs"):  # every part, not only the first read
+        assert "G_F_norm" in pd.read_parquet(outdir.part_path(out, "curves", part)).columns
+
+
+def test_ctrl_c_marks_the_process_interrupted_and_releases_its_lease(tmp_path, monkeypatch):
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outdir, "write_part", interrupt)
+    out = tmp_path / "tiny"
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    status = json.loads((out / outdir.PROCESS_FILE.format(0)).read_text())
+    assert status["status"] == "interrupted"
+    assert not (out / outdir.LEASE_FILE.format(0)).exists()
+
+
+def test_parts_are_synced_to_disk_before_they_are_renamed(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    outdir.write_bytes(tmp_path, tmp_path / "runs" / "x.parquet", b"data")
+    assert len(synced) == 2  # the file, then its directory
+    assert (tmp_path / "runs" / "x.parquet").read_bytes() == b"data"
+    assert not list((tmp_path / outdir.TMP_DIR).iterdir())
