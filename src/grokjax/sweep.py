@@ -305,8 +305,9 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
                           f"K={bucket.static.width})")
         start, compile_seconds = time.perf_counter(), []
 
-        def compiled(seconds: float, bucket: Bucket = bucket) -> None:
-            compile_seconds.append(seconds)
+        def compiled(seconds: float, bucket: Bucket = bucket,
+                     spent: list[float] = compile_seconds) -> None:
+            spent.append(seconds)
             report.compile_seconds[bucket.id] = seconds
             progress.note(f"bucket {bucket.id} compiled in {seconds:.1f}s, training")
 
