@@ -27,9 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import data, groups, sweep
+from grokjax import engine, plan
 from grokjax.spec import SweepSpec
-from grokjax.train import Task
 
 # (label, group, K, test_size): the standard buckets.
 BUCKETS = (
@@ -74,27 +73,30 @@ class Row:
 
 def measure(label: str, group: str, width: int, test_size: float, runs: int, eval_every: int,
             peak: float, repeats: int, diagnostics: bool = False) -> Row:
-    steps = 2 * max(eval_every, 8)  # at least two segment calls
+    # Long enough that no run ends while it is measured: every slot stays busy.
+    steps = 1000 * max(eval_every, 8)
     fixed = dict(group=group, K=width, test_size=test_size, lr=1e-3, weight_decay=1e-4,
                  steps=steps, eval_every=eval_every, diagnostics=diagnostics)
     spec = SweepSpec("bench", "", "default", fixed, ({"seed": list(range(runs))},), "")
-    [bucket] = sweep.plan_runs(spec)
-    [chunk] = sweep.plan_chunks([bucket], 2**62, jax.local_device_count())
-    table = data.operation_table(groups.parse_group(group), 2)
-    hparams, split, seeds = sweep.chunk_arrays(chunk)
-    args = (hparams, split, jax.vmap(jax.random.PRNGKey)(seeds), Task(*table))
+    [bucket] = plan.plan_runs(spec)
     mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("runs",))
     per_run = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
-    args = (*jax.device_put(args[:3], per_run), args[3])
-    program = sweep.compile_program(bucket.static, args, mesh)
-    hparams, split, keys, task = args
-    state = program.init(hparams, keys)
-    state, _ = program.segment(state, hparams, split, task)  # warm-up
+    devices = jax.local_device_count()
+    slots = engine.Slots(bucket, -(-runs // devices) * devices)  # R slots, padded to devices
+    for slot in range(slots.size):
+        slots.fill(slot, bucket.runs[slot % runs])
+    hparams, split, keys = jax.device_put(slots.inputs(), per_run)
+    fresh = jax.device_put(slots.fresh, per_run)
+    task = engine.bucket_task(bucket)
+    program = engine.compile_program(bucket.static, (hparams, split, keys, fresh, task), mesh)
+    state = program.empty(hparams, keys)
+    state, _ = program.segment(state, hparams, split, keys, fresh, task)  # start, warm up
+    fresh = jax.device_put(np.zeros(slots.size, bool), per_run)
     jax.block_until_ready(state)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        state, metrics = program.segment(state, hparams, split, task)
+        state, metrics = program.segment(state, hparams, split, keys, fresh, task)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     steps_per_call = program.evals_per_segment * eval_every
@@ -126,7 +128,7 @@ def markdown(rows: list[Row], peak: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sweep.use_every_cpu_core()  # as the CLI does: one CPU device per core
+    engine.use_every_cpu_core()  # as the CLI does: one CPU device per core
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     parser.add_argument("--eval-every", type=int, nargs="+", default=[1, 100])
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         label, group, width, test_size = BUCKETS[index]
         for eval_every in args.eval_every:
             for runs in args.runs:
-                bucket_bytes = sweep.bytes_per_run(sweep.plan_runs(SweepSpec(
+                bucket_bytes = plan.bytes_per_run(plan.plan_runs(SweepSpec(
                     "b", "", "default", dict(group=group, K=width, test_size=test_size,
                                              steps=eval_every, eval_every=eval_every),
                     ({"seed": [0]},), ""))[0])
