@@ -193,3 +193,12 @@ def test_a_killed_local_writer_leaves_the_old_file_whole(tmp_path):
     assert target.read_bytes() == b"old"
     (partial,) = [path for path in tmp_path.iterdir() if path != target]
     assert partial.name.startswith(".runs-0.parquet.") and partial.suffix == ".tmp"
+
+
+def test_s3_takes_its_endpoint_from_aws_endpoint_url_s3_too(s3_bucket, s3_server, monkeypatch):
+    storage.write_text(Location(s3_bucket).join("_plan.json"), "{}")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    s3fs = pytest.importorskip("s3fs")
+    s3fs.S3FileSystem.clear_instance_cache()  # built with the old environment
+    assert storage.read_text(Location(s3_bucket).join("_plan.json")) == "{}"
