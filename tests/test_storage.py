@@ -89,8 +89,8 @@ def test_listdir_exists_remove(storage_root):
     storage.remove(sweep.join("runs", "runs-0.parquet"))  # already gone: nothing to do
     assert not storage.exists(sweep.join("runs", "runs-0.parquet"))
     assert storage.listdir(sweep.join("runs")) == ["runs-1.parquet"]
-    storage.remove_tree(sweep)
-    storage.remove_tree(sweep)
+    storage.remove(sweep, recursive=True)
+    storage.remove(sweep, recursive=True)
     assert storage.listdir(sweep) == [] and not storage.exists(sweep.join("_plan.json"))
 
 

@@ -215,29 +215,16 @@ def listdir(where: Where) -> list[str]:
     return sorted(names)
 
 
-def remove(where: Where) -> None:
-    """Delete one file; nothing to do if it is already gone (another process may have won)."""
+def remove(where: Where, *, recursive: bool = False) -> None:
+    """Delete one file, or with ``recursive`` a directory and everything under it (every object
+    under the prefix). Nothing to do if it is already gone: another process may have won."""
     location = Location(where)
-    if location.is_local:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(location.path)
-        return
-    fs, path = fsspec_filesystem(location)
     with contextlib.suppress(FileNotFoundError):
-        fs.rm_file(path)
-
-
-def remove_tree(where: Where) -> None:
-    """Delete a directory and everything under it (every object under the prefix); absent is
-    fine."""
-    location = Location(where)
-    if location.is_local:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(location.path)
-        return
-    fs, path = fsspec_filesystem(location)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(path, recursive=True)
+        if location.is_local:
+            (shutil.rmtree if recursive else os.unlink)(location.path)
+        else:
+            fs, path = fsspec_filesystem(location)
+            fs.rm(path, recursive=recursive)
 
 
 def makedirs(where: Where) -> None:
