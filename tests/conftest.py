@@ -85,6 +85,8 @@ def s3_server(tmp_path_factory):
 def _new_bucket(url: str) -> str:
     import fsspec
 
+    # fsspec reuses filesystems, which read the environment once: start from this test's.
+    fsspec.get_filesystem_class(url.split(":")[0]).clear_instance_cache()
     fs, bucket = fsspec.core.url_to_fs(url)
     fs.mkdir(bucket)
     return url

@@ -130,6 +130,16 @@ def test_check_writable_refuses_a_missing_bucket(gcs_bucket, s3_bucket):
     assert "check the bucket name" in refusal("s3://no-such-bucket-here/grok")
 
 
+def test_check_writable_refuses_s3_without_credentials(s3_bucket, tmp_path, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to find either
+    pytest.importorskip("s3fs").S3FileSystem.clear_instance_cache()  # built with credentials
+    assert "AWS_ACCESS_KEY_ID" in refusal(f"{s3_bucket}/grok")
+
+
 def test_check_writable_refuses_a_local_file_and_a_path_under_one(tmp_path):
     (tmp_path / "a-file").write_text("")
     assert "choose a directory you can write" in refusal(str(tmp_path / "a-file"))

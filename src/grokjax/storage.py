@@ -246,10 +246,10 @@ def check_writable(where: Where) -> None:
     except StorageError:
         raise
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [""])[0] or type(err).__name__
+        lines = str(err).strip().splitlines()  # client errors can run to pages
+        reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
         advice = ADVICE.get(location.protocol, "choose a location you can write")
-        raise StorageError(f"cannot write to {location} ({type(err).__name__}: {reason}); "
-                           f"{advice}") from err
+        raise StorageError(f"cannot write to {location} ({reason}); {advice}") from err
 
 
 def pyarrow_filesystem(where: Where) -> tuple[pa.fs.FileSystem, str]:
