@@ -20,11 +20,15 @@ import re
 import secrets
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # fsspec comes with the cloud extra
+    from fsspec import AbstractFileSystem
 
 URL = re.compile(r"^(?P<protocol>[A-Za-z][A-Za-z0-9+.-]*)://")
 # pathlib.Path("gs://bucket/x") is "gs:/bucket/x": the bug that made a local "gs:" folder.
@@ -94,7 +98,7 @@ class Location:
 Where = Location | str | os.PathLike
 
 
-def fsspec_filesystem(where: Where):
+def fsspec_filesystem(where: Where) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of a URL and the path inside it (``bucket/prefix``).
 
     Listings are never cached: other processes add parts while this one polls.
