@@ -1,0 +1,279 @@
+"""Where results live: a local path or an object-store URL (gs://, s3://), behind one small API.
+
+Local paths go through ``os``; URLs through fsspec (gcsfs for ``gs://``, s3fs for ``s3://``,
+``memory://`` for tests), which the ``cloud`` extra installs. Every write is atomic, so a reader
+sees a whole file or none: locally a temporary is fsynced and renamed over the final name; on an
+object store a single upload is already all-or-nothing, so the final name is written directly.
+
+Credentials and endpoints come from the environment, as each client library reads them:
+``GOOGLE_APPLICATION_CREDENTIALS`` / ``gcloud auth application-default login`` and
+``STORAGE_EMULATOR_HOST`` for Cloud Storage; ``AWS_PROFILE`` / ``AWS_ACCESS_KEY_ID`` ... and
+``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for S3 and S3-compatible stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # fsspec comes with the cloud extra
+    from fsspec import AbstractFileSystem
+
+URL = re.compile(r"^(?P<protocol>[A-Za-z][A-Za-z0-9+.-]*)://")
+# pathlib.Path("gs://bucket/x") is "gs:/bucket/x": the bug that made a local "gs:" folder.
+COLLAPSED_URL = re.compile(r"^(gs|gcs|s3|s3a|memory):/(?!/)")
+CLOUD_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "s3a": "s3fs"}
+GCS_ADVICE = ("check the bucket name and your Google credentials (gcloud auth "
+              "application-default login, or GOOGLE_APPLICATION_CREDENTIALS)")
+S3_ADVICE = ("check the bucket name and your AWS credentials (AWS_PROFILE, or AWS_ACCESS_KEY_ID "
+             "and AWS_SECRET_ACCESS_KEY; AWS_ENDPOINT_URL for an S3-compatible store)")
+ADVICE = {None: "choose a directory you can write", "gs": GCS_ADVICE, "gcs": GCS_ADVICE,
+          "s3": S3_ADVICE, "s3a": S3_ADVICE}
+TEMPORARY_SUFFIX = ".tmp"
+
+
+class StorageError(ValueError):
+    """A destination that cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True, init=False)
+class Location:
+    """A local path (kept as given) or a URL ``protocol://bucket/prefix``; ``file://`` is local.
+
+    ``str()`` gives the path or the URL back.
+    """
+
+    protocol: str | None  # None: a local path
+    path: str  # the local path, or the URL without its protocol and trailing '/'
+
+    def __init__(self, where: str | os.PathLike | Location) -> None:
+        if isinstance(where, Location):
+            protocol, path = where.protocol, where.path
+        else:
+            text = os.fspath(where)
+            if COLLAPSED_URL.match(text):
+                raise StorageError(f"{text!r} is a URL whose '//' was collapsed by pathlib.Path; "
+                                   "pass the URL as a str")
+            match = URL.match(text)
+            protocol = match["protocol"].lower() if match else None
+            path = text[match.end():] if match else text
+            if protocol == "file":
+                protocol, path = None, "/" + path.lstrip("/")
+            elif protocol is not None:
+                path = path.rstrip("/")
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "path", path)
+
+    @property
+    def is_local(self) -> bool:
+        return self.protocol is None
+
+    def join(self, *parts: str) -> Location:
+        if self.is_local:
+            return Location(os.path.join(self.path, *parts))
+        return Location(f"{self.protocol}://{posixpath.join(self.path, *parts)}")
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path) if self.is_local else posixpath.basename(self.path)
+
+    def __str__(self) -> str:
+        return self.path if self.is_local else f"{self.protocol}://{self.path}"
+
+    def __repr__(self) -> str:
+        return f"Location({str(self)!r})"
+
+
+Where = Location | str | os.PathLike
+
+
+def fsspec_filesystem(where: Where) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem of a URL and the path inside it (``bucket/prefix``).
+
+    Listings are never cached: other processes add parts while this one polls.
+    """
+    location = Location(where)
+    try:
+        from fsspec.core import url_to_fs
+
+        return url_to_fs(str(location), use_listings_cache=False)
+    except ImportError as err:
+        package = CLOUD_PACKAGES.get(location.protocol)
+        if package is None:  # fsspec's own message names the package
+            raise StorageError(f"{location}: {err}") from err
+        raise StorageError(f"{location} needs {package}: pip install 'grokjax[cloud]'") from err
+    except ValueError as err:  # fsspec: "Protocol not known"
+        raise StorageError(f"{location}: {err}; use a local path, gs:// or s3://") from err
+
+
+def write_bytes(where: Where, data: bytes, *, temporary_dir: Where | None = None) -> None:
+    """Write a whole file atomically: a reader sees the old content, the new one, or none.
+
+    Locally the data go to a uniquely named temporary in ``temporary_dir`` (default: the target's
+    own directory, under a hidden name), which must be on the same filesystem; the temporary is
+    fsynced, renamed over the target and the directory fsynced. Object stores take one upload.
+    """
+    location = Location(where)
+    if not location.is_local:
+        fs, path = fsspec_filesystem(location)
+        fs.pipe_file(path, data)
+        return
+    directory = os.path.dirname(location.path) or "."
+    temporaries = Location(temporary_dir).path if temporary_dir is not None else directory
+    os.makedirs(directory, exist_ok=True)
+    os.makedirs(temporaries, exist_ok=True)
+    temporary = os.path.join(
+        temporaries, f".{location.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+    try:
+        with open(temporary, "xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, location.path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename durable. POSIX needs the directory's own fsync; Windows cannot open a
+    directory and some network/FUSE filesystems refuse the fsync, and those need none."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def write_text(where: Where, text: str, *, temporary_dir: Where | None = None) -> None:
+    write_bytes(where, text.encode(), temporary_dir=temporary_dir)
+
+
+def write_parquet(where: Where, table: pa.Table, *, temporary_dir: Where | None = None) -> None:
+    """One Parquet file, atomically. Serialised in memory first: a part is one chunk's rows
+    (megabytes), an object store needs the whole body for its single upload anyway, and the
+    local and remote paths stay one code path."""
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_bytes(where, buffer.getvalue().to_pybytes(), temporary_dir=temporary_dir)
+
+
+def read_bytes(where: Where) -> bytes:
+    """The file's content; raises FileNotFoundError when it is absent."""
+    location = Location(where)
+    if location.is_local:
+        with open(location.path, "rb") as file:
+            return file.read()
+    fs, path = fsspec_filesystem(location)
+    return fs.cat_file(path)
+
+
+def read_text(where: Where) -> str:
+    """The file's text; raises FileNotFoundError when it is absent."""
+    return read_bytes(where).decode()
+
+
+def exists(where: Where) -> bool:
+    """A file or a directory (on an object store: any object under the prefix)."""
+    location = Location(where)
+    if location.is_local:
+        return os.path.exists(location.path)
+    fs, path = fsspec_filesystem(location)
+    return fs.exists(path)
+
+
+def listdir(where: Where) -> list[str]:
+    """The sorted names directly under a directory (files and subdirectories); [] if absent."""
+    location = Location(where)
+    if location.is_local:
+        try:
+            return sorted(os.listdir(location.path))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    fs, path = fsspec_filesystem(location)
+    try:
+        entries = fs.ls(path, detail=False)
+    except FileNotFoundError:
+        return []
+    # Listing an object's own name gives the object itself: it has no entries.
+    names = [posixpath.basename(entry.rstrip("/")) for entry in entries
+             if entry.rstrip("/") != path]
+    return sorted(names)
+
+
+def remove(where: Where, *, recursive: bool = False) -> None:
+    """Delete one file, or with ``recursive`` a directory and everything under it (every object
+    under the prefix). Nothing to do if it is already gone: another process may have won."""
+    location = Location(where)
+    with contextlib.suppress(FileNotFoundError):
+        if location.is_local:
+            (shutil.rmtree if recursive else os.unlink)(location.path)
+        else:
+            fs, path = fsspec_filesystem(location)
+            fs.rm(path, recursive=recursive)
+
+
+def makedirs(where: Where) -> None:
+    """Create a local directory and its parents; object stores have no directories."""
+    location = Location(where)
+    if location.is_local:
+        os.makedirs(location.path, exist_ok=True)
+
+
+def check_writable(where: Where) -> None:
+    """Write and delete a small probe under ``where``, so that a destination that cannot be
+    written is refused before any compute. Creates a local directory. Raises StorageError."""
+    location = Location(where)
+    probe = location.join(f"_probe-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        makedirs(location)
+        write_bytes(probe, b"grokjax write probe\n")
+        remove(probe)
+    except StorageError:
+        raise
+    except Exception as err:
+        lines = str(err).strip().splitlines()  # client errors can run to pages
+        reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+        advice = ADVICE.get(location.protocol, "choose a location you can write")
+        raise StorageError(f"cannot write to {location} ({reason}); {advice}") from err
+
+
+def pyarrow_filesystem(where: Where) -> tuple[pa.fs.FileSystem, str]:
+    """A pyarrow filesystem and the path in it, for pyarrow/pandas readers of any location."""
+    location = Location(where)
+    if location.is_local:
+        return pa.fs.LocalFileSystem(), os.path.abspath(location.path)
+    fs, path = fsspec_filesystem(location)
+    return pa.fs.PyFileSystem(pa.fs.FSSpecHandler(fs)), path
+
+
+def read_parquet_dir(where: Where) -> pd.DataFrame:
+    """Every ``*.parquet`` directly under a directory as one DataFrame, with the dtypes that
+    ``pandas.read_parquet`` gives; names starting with '_' or '.' are skipped, as pandas does.
+    Raises FileNotFoundError when there is no part."""
+    location = Location(where)
+    names = [name for name in listdir(location)
+             if name.endswith(".parquet") and not name.startswith(("_", "."))]
+    if not names:
+        raise FileNotFoundError(f"no Parquet part files in {location}")
+    fs, path = pyarrow_filesystem(location)
+    join = os.path.join if location.is_local else posixpath.join
+    return pq.read_table([join(path, name) for name in names], filesystem=fs).to_pandas()

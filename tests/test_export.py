@@ -1,0 +1,76 @@
+"""The TensorBoard export, read back from its event files."""
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokjax.export import export_tensorboard
+from grokjax.storage import StorageError
+
+event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2",
+                                reason="the export needs tensorboardX: pip install -e '.[dev]'")
+from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData  # noqa: E402
+
+RUNS = pd.DataFrame({
+    "sweep": pd.array(["wd", "wd"], dtype="string"),
+    "run_id": pd.array(["a0", "b1"], dtype="string"),
+    "group": pd.array(["23", "23"], dtype="string"),
+    "K": pd.array([16, 16], dtype="int64"),
+    "weight_decay": [0.0, 1e-3],
+    "ridge_lambda": [np.nan, np.nan],
+    "diagnostics": [False, False],
+    "final_test_acc": [0.5, 1.0],
+    "step_test_acc_099": pd.array([None, 20], dtype="Int64"),
+})
+CURVES = pd.DataFrame({
+    "run_id": pd.array(["a0", "a0", "b1", "b1", "b1"], dtype="string"),
+    "step": pd.array([0, 10, 0, 10, 20], dtype="int64"),
+    "train_loss": [1.0, 0.5, 1.0, 0.25, 0.125],
+    "test_acc": [0.0, 0.5, 0.0, np.nan, 1.0],
+})
+
+
+def read_events(run_dir: Path) -> list:
+    """The Event protos of a run's one event file (TFRecord: length, its CRC, data, data CRC)."""
+    (path,) = run_dir.glob("events.out.tfevents.*")
+    data, events, offset = path.read_bytes(), [], 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        events.append(event_pb2.Event.FromString(data[offset + 12:offset + 12 + length]))
+        offset += 12 + length + 4
+    return events
+
+
+def values(events: list) -> list:
+    return [(event.step, value) for event in events for value in event.summary.value]
+
+
+def test_each_run_becomes_a_tensorboard_run(tmp_path):
+    assert export_tensorboard(RUNS, CURVES, tmp_path) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a0", "b1"]
+    summaries = values(read_events(tmp_path / "b1"))
+    scalars = {(value.tag, step): value.simple_value for step, value in summaries
+               if value.metadata.plugin_data.plugin_name != "hparams" and value.HasField(
+                   "simple_value")}
+    assert scalars == {("train_loss", 0): 1.0, ("train_loss", 10): 0.25,
+                       ("train_loss", 20): 0.125, ("test_acc", 0): 0.0, ("test_acc", 20): 1.0}
+    (start,) = [value for _, value in summaries
+                if value.tag == "_hparams_/session_start_info"]
+    config = HParamsPluginData.FromString(
+        start.metadata.plugin_data.content).session_start_info.hparams
+    assert config["weight_decay"].number_value == 1e-3 and config["K"].number_value == 16
+    assert config["group"].string_value == "23" and "ridge_lambda" not in config
+    assert "final_test_acc" not in config  # a summary, not a hyperparameter
+    (text,) = [value for _, value in summaries if value.tag.startswith("run")]
+    table = text.tensor.string_val[0].decode()
+    assert "| final_test_acc | 1.0 |" in table and "| step_test_acc_099 | 20 |" in table
+
+
+def test_a_url_destination_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match="writes a local directory"):
+        export_tensorboard(RUNS, CURVES, "gs://bucket/tensorboard")
+    assert list(tmp_path.iterdir()) == []
