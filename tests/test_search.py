@@ -1,6 +1,7 @@
 """The adaptive boundary search: validated, reproducible, resumable after kill -9, and its runs
 go where the boundary is (Z_11 with K=48 generalizes between train fractions 0.6 and 0.75)."""
 
+import dataclasses
 import signal
 import subprocess
 import time
@@ -132,12 +133,16 @@ def test_next_round_places_values_at_the_estimate_and_never_repeats_one():
     table = pd.DataFrame({
         "run_id": [f"r{i}" for i in range(len(fractions))], "group": "11", "M": 11,
         "train_fraction": np.round(fractions * n) / n,
-        "generalized": fractions >= 0.75, "search_condition": 0})
+        "generalized": fractions >= 0.75, "search_condition": 0, "steps_trained": 1200})
     tried = [{0.3, 0.6, 0.75, 0.9}]
-    configs, status = sweep.search.next_round(search_spec, [condition], table, tried, 12, 2)
+    configs, status = sweep.search.next_round(search_spec, [condition], table, tried, 2)
     values = sorted({config.train_fraction for _, config in configs})
     assert len(values) == 2 and all(0.6 < v < 0.75 for v in values)
     assert status[0]["status"] == "separated" and status[0]["ci_width"] > 0.01
     assert all(index == 0 for index, _ in configs) and len(configs) == 2 * 3
-    again, _ = sweep.search.next_round(search_spec, [condition], table, tried, 12, 2)
+    again, _ = sweep.search.next_round(search_spec, [condition], table, tried, 2)
     assert again == configs
+    # A run-step budget counts the new runs at full length: 12 finished runs of 1200 steps
+    # leave room for no new run under 15,000.
+    budget = dataclasses.replace(search_spec, max_run_steps=15_000)
+    assert sweep.search.next_round(budget, [condition], table, tried, 2)[0] == []

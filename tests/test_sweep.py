@@ -1,6 +1,7 @@
 """The engine end to end: tables equal single runs, any device count, resume, refusals."""
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ def test_one_runs_row_per_grid_point_with_documented_dtypes(tiny):
     assert meta["sweep_toml"] == TINY_SWEEP
     assert {"jax", "jaxlib", "optax", "grokjax"} <= set(meta["versions"])
     assert meta["backend"] == "cpu" and meta["device_kind"]
-    manifest = json.loads((report.out_dir / outdir.MANIFEST_FILE).read_text())
+    manifest = json.loads((Path(report.out_dir) / outdir.MANIFEST_FILE).read_text())
     assert manifest["run_steps_planned"] == manifest["run_steps_executed"] == 9 * 40
     assert manifest["runs"] == 9 and manifest["rounds"] == 1
 
@@ -115,7 +116,7 @@ def test_a_stop_rule_ends_runs_at_the_step_it_is_met(tmp_path):
         assert (mine.loc[mine["step"] >= end - 30, "train_acc"] >= 1.0).all() or end == 400
         pd.testing.assert_frame_equal(mine, long[run_id].iloc[:len(mine)], check_exact=True)
         assert row["final_train_loss"] == mine["train_loss"].iloc[-1]
-    manifest = json.loads((stopped.out_dir / outdir.MANIFEST_FILE).read_text())
+    manifest = json.loads((Path(stopped.out_dir) / outdir.MANIFEST_FILE).read_text())
     assert manifest["run_steps_executed"] == runs["steps_trained"].sum() < \
         manifest["run_steps_planned"] == 9 * 400
     assert manifest["runs_stopped_early"] == runs["stopped_step"].notna().sum()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import engine, outdir, plan, results, spec, sweep
+from grokjax import engine, outdir, plan, results, spec, storage, sweep
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -49,7 +49,7 @@ def grid_axes(sweep_spec: spec.SweepSpec) -> list[str]:
     return [key for key in sweep_spec.axes if key != "seed"]
 
 
-def print_summary(out_dir: Path, by: list[str]) -> None:
+def print_summary(out_dir: storage.Location, by: list[str]) -> None:
     runs = results.read_runs(out_dir)
     print(f"\n{len(runs)} runs in {out_dir}  (pandas.read_parquet({str(out_dir / 'runs')!r}))")
     print("generalized = final test accuracy >= "
@@ -98,13 +98,13 @@ def cmd_plan(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    out_dir = Path(args.dir)
+    out_dir = storage.Location(args.dir)
     plan_record = outdir.read_json(out_dir / outdir.PLAN_FILE)
-    sweep_file = out_dir / outdir.SWEEP_FILE
-    if plan_record is None or not sweep_file.is_file() or not results.has_table(out_dir, "runs"):
+    if plan_record is None or not results.has_table(out_dir, "runs"):
         raise spec.SpecError([f"{out_dir} is not a grokjax results directory with finished "
                               "runs; run `grokjax sweep` first"], "summary")
-    sweep_spec = spec.parse(sweep_file.read_text(), plan_record.get("scale", "default"))
+    sweep_text = storage.read_text(out_dir / outdir.SWEEP_FILE)
+    sweep_spec = spec.parse(sweep_text, plan_record.get("scale", "default"))
     print_summary(out_dir, grid_axes(sweep_spec))
     return 0
 

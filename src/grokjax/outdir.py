@@ -16,6 +16,9 @@ curves and features parts exist with the SHA-256 digests the runs part records. 
 renamed into place last, so it marks its runs as done. Anything that fails is moved to
 ``_damaged/`` (never deleted) and its runs are trained again. grokjax deletes only files it can
 prove it wrote: its own names inside a directory whose ``_plan.json`` it wrote.
+
+Every file operation goes through ``grokjax.storage``, so a local path, ``gs://`` and ``s3://``
+follow the same protocol (on an object store a part's single upload is its atomic rename).
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from grokjax import storage
 from grokjax.spec import SpecError
+from grokjax.storage import Location
 
 TABLES = ("runs", "curves", "features")
 SWEEP_FILE = "_sweep.toml"
@@ -53,52 +57,37 @@ METADATA_KEY = b"grokjax"
 LEASE_SECONDS = 60.0
 # Files of a directory that hold no results yet: a sweep killed before its plan was written.
 PRE_PLAN = {SWEEP_FILE, TMP_DIR}
+PROBE_PREFIX = "_probe-"  # storage.check_writable's probe, written and removed by any process
 
 
 class DirectoryBusy(SpecError):
     """Another live process writes this sweep (or this directory)."""
 
 
-def part_path(out_dir: Path, table: str, name: str) -> Path:
+def part_path(out_dir: Location, table: str, name: str) -> Location:
     return out_dir / table / f"{table}-{name}.parquet"
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic writes: a temporary in _tmp/, fsync'd, renamed into place, the directory fsync'd.
+# Atomic writes: temporaries in _tmp/ (never inside a table's directory, where polars and duckdb
+# would read them), renamed into place.
 
 
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def write_bytes(out_dir: Location, path: Location, payload: bytes) -> None:
+    storage.write_bytes(path, payload, temporary_dir=out_dir / TMP_DIR)
 
 
-def write_bytes(out_dir: Path, path: Path, payload: bytes) -> None:
-    """Atomically: a reader sees the old file or the whole new one, never a part of it."""
-    temporary = out_dir / TMP_DIR / f"{path.name}.{uuid.uuid4().hex}"
-    temporary.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_directory(path.parent)
-
-
-def write_json(out_dir: Path, path: Path, value: object) -> None:
+def write_json(out_dir: Location, path: Location, value: object) -> None:
     write_bytes(out_dir, path, json.dumps(value, indent=2).encode())
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Location) -> dict | None:
     """The JSON object at ``path``; None when it is absent or unreadable (half a file from a
     tool that does not write atomically is treated as absent)."""
     try:
-        value = json.loads(path.read_bytes())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        value = json.loads(storage.read_bytes(path))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, json.JSONDecodeError,
+            UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -120,22 +109,16 @@ def _digest(payload: bytes) -> str:
 # Whose directory is it?
 
 
-def _entries(out_dir: Path) -> set[str]:
-    try:
-        return {name for name in os.listdir(out_dir) if not name.startswith(".")}
-    except FileNotFoundError:
-        return set()
-    except NotADirectoryError:
-        raise SpecError([f"{out_dir} is a file, not a directory; choose another --out"],
-                        "results") from None
+def _entries(out_dir: Location) -> set[str]:
+    return {name for name in storage.listdir(out_dir) if not name.startswith(".")}
 
 
-def directory_identity(out_dir: Path) -> str | None:
+def directory_identity(out_dir: Location) -> str | None:
     """The identity of the sweep in ``out_dir``; None when there is nothing of a sweep there.
 
     Raises when the directory holds files that are not a grokjax sweep's.
     """
-    entries = _entries(out_dir)
+    entries = {name for name in _entries(out_dir) if not name.startswith(PROBE_PREFIX)}
     plan = read_json(out_dir / PLAN_FILE)
     if plan and isinstance(plan.get("identity"), str):
         return plan["identity"]
@@ -146,7 +129,7 @@ def directory_identity(out_dir: Path) -> str | None:
     return None
 
 
-def live_leases(out_dir: Path, ignore: str | None = None) -> list[dict]:
+def live_leases(out_dir: Location, ignore: str | None = None) -> list[dict]:
     """The leases of processes that still write ``out_dir`` (other than token ``ignore``)."""
     live = []
     for name in sorted(_entries(out_dir)):
@@ -173,21 +156,31 @@ def _process_alive(pid: int) -> bool:
     return pid > 0
 
 
-def _busy_message(out_dir: Path, leases: list[dict], what: str) -> str:
+def _busy_message(out_dir: Location, leases: list[dict], what: str) -> str:
     lease = leases[0]
     return (f"{out_dir} is being written by another grokjax process (host {lease.get('host')}, "
             f"pid {lease.get('pid')}, process {lease.get('process')}, last seen "
             f"{time.time() - float(lease.get('heartbeat', 0)):.0f}s ago); {what}")
 
 
-def prepare(out_dir: Path, identity: str, sweep_text: str, scale: str, overwrite: bool,
+def prepare(out_dir: Location, identity: str, sweep_text: str, scale: str, overwrite: bool,
             process: int = 0) -> bool:
     """Make ``out_dir`` this sweep's directory; True if it already was (resume).
 
-    A different sweep there is refused unless ``overwrite``, which removes grokjax's own files
-    only, and is itself refused while another process writes the directory. The sweep file is
-    written before the plan, so a directory with a plan always has its sweep file.
+    A destination that cannot be written is refused first. A different sweep there is refused
+    unless ``overwrite``, which removes grokjax's own files only, and is itself refused while
+    another process writes the directory. The sweep file is written before the plan, so a
+    directory with a plan always has its sweep file.
     """
+    try:
+        storage.check_writable(out_dir)
+    except storage.StorageError as err:
+        raise SpecError([str(err)], "results") from None
+    if process != 0:  # process 0 decides; the others wait for its plan (it may be writing now)
+        plan = read_json(out_dir / PLAN_FILE)
+        if plan and plan.get("identity") == identity:
+            return True
+        return _wait_for_replacement(out_dir, identity, process)
     found = directory_identity(out_dir)
     if found == identity:
         return True
@@ -196,21 +189,17 @@ def prepare(out_dir: Path, identity: str, sweep_text: str, scale: str, overwrite
             raise SpecError([f"{out_dir} holds results of a different sweep (identity {found}, "
                              f"now {identity}); pass --overwrite (overwrite=True in Python) to "
                              "replace them, or --out (results=) to write elsewhere"], "results")
-        if process != 0:
-            return _wait_for_replacement(out_dir, identity, process)
         leases = live_leases(out_dir)
         if leases:
             raise DirectoryBusy([_busy_message(out_dir, leases, "stop it before --overwrite")],
                                 "results")
         remove_own_files(out_dir)
-    elif process != 0:
-        return _wait_for_replacement(out_dir, identity, process)
     write_bytes(out_dir, out_dir / SWEEP_FILE, sweep_text.encode())
     write_json(out_dir, out_dir / PLAN_FILE, {"identity": identity, "scale": scale})
     return False
 
 
-def _wait_for_replacement(out_dir: Path, identity: str, process: int,
+def _wait_for_replacement(out_dir: Location, identity: str, process: int,
                           timeout: float = 600.0) -> bool:
     """Processes other than 0 wait for process 0 to (re)write the plan."""
     deadline = time.monotonic() + timeout
@@ -226,30 +215,24 @@ def _wait_for_replacement(out_dir: Path, identity: str, process: int,
         time.sleep(0.5)
 
 
-def remove_own_files(out_dir: Path) -> None:
+def remove_own_files(out_dir: Location) -> None:
     """Remove what grokjax wrote in a sweep directory, and nothing else."""
     for table in TABLES:
-        directory = out_dir / table
-        if directory.is_dir():
-            for path in directory.glob(f"{table}-*.parquet"):
-                path.unlink()
+        for name in part_names(out_dir, table):
+            storage.remove(part_path(out_dir, table, name))
+        if out_dir.is_local:
             with contextlib.suppress(OSError):  # not empty: something of the user's is there
-                directory.rmdir()
+                os.rmdir(out_dir / table)
     for name in _entries(out_dir):
         if name.startswith(("_lease-", "_process-")) and name.endswith(".json"):
-            (out_dir / name).unlink()
+            storage.remove(out_dir / name)
     for name in (MANIFEST_FILE, PLAN_FILE, SWEEP_FILE):
-        (out_dir / name).unlink(missing_ok=True)
+        storage.remove(out_dir / name)
     remove_temporaries(out_dir)
 
 
-def remove_temporaries(out_dir: Path) -> None:
-    directory = out_dir / TMP_DIR
-    if directory.is_dir():
-        for path in directory.iterdir():
-            path.unlink()
-        with contextlib.suppress(OSError):
-            directory.rmdir()
+def remove_temporaries(out_dir: Location) -> None:
+    storage.remove(out_dir / TMP_DIR, recursive=True)
 
 
 class SweepIncomplete(RuntimeError):
@@ -263,7 +246,7 @@ class SweepIncomplete(RuntimeError):
 class Lease:
     """This process's claim on a sweep directory, refreshed by a background heartbeat."""
 
-    def __init__(self, out_dir: Path, process: int):
+    def __init__(self, out_dir: Location, process: int):
         self.out_dir, self.process = out_dir, process
         self.path = out_dir / LEASE_FILE.format(process)
         self.token = uuid.uuid4().hex
@@ -302,7 +285,7 @@ class Lease:
         self._thread.join()
         current = read_json(self.path)
         if current and current.get("token") == self.token:
-            self.path.unlink(missing_ok=True)
+            storage.remove(self.path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +302,8 @@ class Part:
     features: pd.DataFrame | None = None
 
 
-def write_part(out_dir: Path, part: Part, identity: str, metadata: dict[str, object]) -> None:
+def write_part(out_dir: Location, part: Part, identity: str,
+               metadata: dict[str, object]) -> None:
     """curves and features first, the runs part last: it records their digests."""
     record = {"identity": identity, "run_ids": list(part.runs["run_id"]), "digests": {}}
     for table, frame in (("curves", part.curves), ("features", part.features)):
@@ -341,14 +325,22 @@ class Verified:
     damaged: list[str] = field(default_factory=list)
 
 
-def _part_problem(out_dir: Path, name: str, identity: str) -> tuple[list[str] | None, str | None]:
+def _read_record(path: Location) -> tuple[dict, int]:
+    """A runs part's record (see ``write_part``) and its row count, from its footer."""
+    parquet = pq.ParquetFile(io.BytesIO(storage.read_bytes(path)))
+    return json.loads(parquet.schema_arrow.metadata[METADATA_KEY])["part"], \
+        parquet.metadata.num_rows
+
+
+_UNREADABLE = (OSError, pa.ArrowException, KeyError, TypeError, ValueError)
+
+
+def _part_problem(out_dir: Location, name: str,
+                  identity: str) -> tuple[list[str] | None, str | None]:
     """(run ids, None) for a part that verifies, else (None, what is wrong)."""
-    path = part_path(out_dir, "runs", name)
     try:
-        parquet = pq.ParquetFile(path)
-        record = json.loads(parquet.schema_arrow.metadata[METADATA_KEY])["part"]
-        rows = parquet.metadata.num_rows
-    except (OSError, pa.ArrowException, KeyError, TypeError, ValueError) as err:
+        record, rows = _read_record(part_path(out_dir, "runs", name))
+    except _UNREADABLE as err:
         return None, f"unreadable runs part ({type(err).__name__})"
     if record.get("identity") != identity:
         return None, f"belongs to another sweep ({record.get('identity')})"
@@ -357,7 +349,7 @@ def _part_problem(out_dir: Path, name: str, identity: str) -> tuple[list[str] | 
         return None, f"{rows} rows for {len(run_ids)} recorded runs"
     for table, digest in record.get("digests", {}).items():
         try:
-            payload = part_path(out_dir, table, name).read_bytes()
+            payload = storage.read_bytes(part_path(out_dir, table, name))
         except FileNotFoundError:
             return None, f"its {table} part is missing"
         if _digest(payload) != digest:
@@ -369,7 +361,7 @@ class RunIndex:
     """The run ids of the runs parts in a directory, read from their footers once each (cheap
     enough to poll while other processes write)."""
 
-    def __init__(self, out_dir: Path, identity: str):
+    def __init__(self, out_dir: Location, identity: str):
         self.out_dir, self.identity = out_dir, identity
         self.parts: dict[str, list[str]] = {}
 
@@ -381,24 +373,21 @@ class RunIndex:
         return {run_id for run_ids in self.parts.values() for run_id in run_ids}
 
 
-def _recorded_runs(path: Path, identity: str) -> list[str]:
+def _recorded_runs(path: Location, identity: str) -> list[str]:
     try:
-        record = json.loads(pq.read_schema(path).metadata[METADATA_KEY])["part"]
-    except (OSError, pa.ArrowException, KeyError, TypeError, ValueError):
+        record, _ = _read_record(path)
+    except _UNREADABLE:
         return []
     return record.get("run_ids", []) if record.get("identity") == identity else []
 
 
-def part_names(out_dir: Path, table: str) -> list[str]:
+def part_names(out_dir: Location, table: str) -> list[str]:
     prefix, suffix = f"{table}-", ".parquet"
-    directory = out_dir / table
-    if not directory.is_dir():
-        return []
-    return sorted(p.name[len(prefix):-len(suffix)] for p in directory.iterdir()
-                  if p.name.startswith(prefix) and p.name.endswith(suffix))
+    return [name[len(prefix):-len(suffix)] for name in storage.listdir(out_dir / table)
+            if name.startswith(prefix) and name.endswith(suffix)]
 
 
-def verify(out_dir: Path, identity: str, quarantine_process: int | None = None,
+def verify(out_dir: Location, identity: str, quarantine_process: int | None = None,
            quarantine_all: bool = False) -> Verified:
     """Every trusted run of the directory. Parts that fail verification are moved to
     ``_damaged/``: those of process ``quarantine_process`` (each process tidies only its own
@@ -432,27 +421,26 @@ def _process_of(name: str) -> int | None:
         return None
 
 
-def _set_aside(out_dir: Path, name: str, why: str) -> None:
-    destination = out_dir / DAMAGED_DIR
-    destination.mkdir(exist_ok=True)
+def _set_aside(out_dir: Location, name: str, why: str) -> None:
     for table in TABLES:
         path = part_path(out_dir, table, name)
-        if path.exists():
-            os.replace(path, destination / path.name)
+        if storage.exists(path):
+            storage.move(path, out_dir / DAMAGED_DIR / path.name)
     print(f"warning: part {name} in {out_dir} failed verification ({why}); moved to "
           f"{DAMAGED_DIR}/, its runs are trained again", file=sys.stderr, flush=True)
 
 
-def read_table(out_dir: str | Path, table: str) -> pd.DataFrame:
-    """One table of a sweep directory as pandas reads it (``pandas.read_parquet(dir/table)``)."""
-    return pd.read_parquet(Path(out_dir) / table)
+def read_table(out_dir: storage.Where, table: str) -> pd.DataFrame:
+    """One table of a sweep directory, local or remote (``pandas.read_parquet(dir/table)``)."""
+    return storage.read_parquet_dir(Location(out_dir) / table)
 
 
-def read_metadata(out_dir: str | Path) -> dict[str, object]:
+def read_metadata(where: storage.Where) -> dict[str, object]:
     """The provenance stored in the first runs part of a directory (or in one part file)."""
-    path = Path(out_dir)
-    if path.is_dir():
-        path = part_path(path, "runs", part_names(path, "runs")[0])
-    metadata = json.loads(pq.read_schema(path).metadata[METADATA_KEY])
+    where = Location(where)
+    names = part_names(where, "runs")
+    path = part_path(where, "runs", names[0]) if names else where
+    parquet = pq.ParquetFile(io.BytesIO(storage.read_bytes(path)))
+    metadata = json.loads(parquet.schema_arrow.metadata[METADATA_KEY])
     metadata.pop("part", None)
     return metadata

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from grokjax import outdir
+from grokjax import outdir, storage
 
 SCHEMA_VERSION = 2
 METADATA_KEY = outdir.METADATA_KEY
@@ -228,22 +228,23 @@ def provenance(sweep_text: str, scale: str) -> dict[str, object]:
     }
 
 
-def read_runs(directory: str | Path) -> pd.DataFrame:
+def read_runs(directory: storage.Where) -> pd.DataFrame:
+    """A sweep's runs table, from a local path or a gs:// or s3:// URL."""
     return outdir.read_table(directory, "runs")
 
 
-def read_curves(directory: str | Path) -> pd.DataFrame:
+def read_curves(directory: storage.Where) -> pd.DataFrame:
     return outdir.read_table(directory, "curves")
 
 
-def read_features(directory: str | Path) -> pd.DataFrame:
+def read_features(directory: storage.Where) -> pd.DataFrame:
     return outdir.read_table(directory, "features")
 
 
-def has_table(directory: str | Path, table: str) -> bool:
-    return bool(outdir.part_names(Path(directory), table))
+def has_table(directory: storage.Where, table: str) -> bool:
+    return bool(outdir.part_names(storage.Location(directory), table))
 
 
-def read_metadata(path: str | Path) -> dict[str, object]:
+def read_metadata(path: storage.Where) -> dict[str, object]:
     """The provenance stored in one part file (or the first runs part of a directory)."""
     return outdir.read_metadata(path)

@@ -6,17 +6,21 @@
     points = 4
     seeds = 4                        # seeds 1..4 at every value tried (or a list of seeds)
     ci_width = 0.02                  # stop a condition once its 95% CI of p* is this narrow
-    max_runs = 300                   # and the whole search at this many runs
+    max_run_steps = 600000           # and the whole search within this many run-steps
 
 A *condition* is one run of the grid without the searched field and the seed (e.g. one group).
 Round 1 trains every condition at ``points`` values spread over ``bounds``. Each later round fits
 the boundary of every condition whose CI is still wider than ``ci_width`` (the Firth logistic fit
 of ``fit.generalization_boundary``, bootstrap CI) and adds ``new_points`` values there: the current
-estimate of p*, then the ends of its CI (or, while the fit only brackets p*, the middle of the
-bracket), each snapped to a lattice of ``resolution`` steps over the bounds and never a value
-already tried. The search ends when every condition is narrow enough or out of candidates, at
-``max_runs`` or after ``max_rounds``. Everything is a function of the sweep file and of the
-finished runs, so a rerun (or another process) computes the same rounds.
+estimate of p*, then the ends of its CI; or, while the data only bracket p* (a sharp or an
+unfittable transition), values that cut the bracket into equal parts in log p. Each is snapped
+to a lattice of ``resolution`` steps over the bounds and is never a value already tried. The
+search ends when every condition is narrow enough or out of candidates, after ``max_rounds``,
+or when the next round would pass ``max_runs`` runs or ``max_run_steps`` run-steps (counting
+the finished runs' executed steps and the new runs at their full length, so the budget holds
+whatever the stop rule saves); a round that does not fit whole goes to the widest CIs first.
+Everything is a function of the sweep file and of the finished runs, so a rerun (or another
+process) computes the same rounds.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ import pandas as pd
 from grokjax import data, groups
 
 FIELDS = ("critical_ratio_delta", "train_fraction")
-KEYS = ("field", "bounds", "points", "seeds", "ci_width", "max_runs", "max_rounds", "new_points",
-        "resolution")
+KEYS = ("field", "bounds", "points", "seeds", "ci_width", "max_runs", "max_run_steps",
+        "max_rounds", "new_points", "resolution")
 BOOTSTRAP = 400  # replicates per boundary fit between rounds
 
 
@@ -43,6 +47,7 @@ class Search:
     points: int = 4
     ci_width: float | None = None
     max_runs: int | None = None
+    max_run_steps: int | None = None
     max_rounds: int = 8
     new_points: int = 2
     resolution: int = 96
@@ -51,6 +56,7 @@ class Search:
     def text(self) -> str:
         goals = [f"95% CI of p* narrower than {self.ci_width:g}"] * (self.ci_width is not None)
         goals += [f"at most {self.max_runs} runs"] * (self.max_runs is not None)
+        goals += [f"at most {self.max_run_steps:,} run-steps"] * (self.max_run_steps is not None)
         return (f"{self.field} in [{self.bounds[0]:g}, {self.bounds[1]:g}], {self.points} values"
                 f" x {len(self.seeds)} seeds in round 1, then {self.new_points} per open "
                 f"condition per round until {' or '.join(goals)} (≤ {self.max_rounds} rounds)")
@@ -91,7 +97,8 @@ def parse(table: object, axes: set[str]) -> tuple[Search | None, list[str]]:
         problems.append(f"[search] seeds = {table.get('seeds')!r} must be a count (1..1000) or "
                         "a list of distinct seeds")
     for key, low, high in (("points", 2, 100), ("max_rounds", 1, 100), ("new_points", 1, 20),
-                           ("resolution", 4, 10_000), ("max_runs", 1, 10_000_000)):
+                           ("resolution", 4, 10_000), ("max_runs", 1, 10_000_000),
+                           ("max_run_steps", 1, 10**15)):
         if key in table and not _whole(table[key], low, high):
             problems.append(f"[search] {key} = {table[key]!r} must be a whole number in "
                             f"[{low}, {high}]")
@@ -99,13 +106,13 @@ def parse(table: object, axes: set[str]) -> tuple[Search | None, list[str]]:
     if width is not None and (isinstance(width, bool) or not isinstance(width, int | float)
                               or not 0 < width < 1):
         problems.append(f"[search] ci_width = {width!r} must be a number in (0, 1)")
-    if width is None and "max_runs" not in table:
+    if width is None and "max_runs" not in table and "max_run_steps" not in table:
         problems.append("[search] needs a goal: ci_width (target 95% CI width of p*) and/or "
-                        "max_runs (a run budget)")
+                        "a budget, max_runs or max_run_steps")
     if problems:
         return None, problems
     options = {k: table[k] for k in ("points", "max_rounds", "new_points", "resolution",
-                                     "max_runs", "ci_width") if k in table}
+                                     "max_runs", "max_run_steps", "ci_width") if k in table}
     return Search(field, (float(bounds[0]), float(bounds[1])), tuple(seeds), **options), []
 
 
@@ -139,9 +146,10 @@ def _fraction_to_index(search: Search, condition, fraction: float) -> float:
     return float(np.interp(fraction, fractions[order], np.arange(len(lattice))[order]))
 
 
-def _candidates(row: pd.Series, cells: pd.DataFrame) -> list[float]:
+def _candidates(row: pd.Series, cells: pd.DataFrame, count: int) -> list[float]:
     """Train fractions worth trying next, best first: the estimate and the ends of its CI; for a
-    bracket (a separated or an unfittable transition), its middle and thirds."""
+    bracket (a sharp or an unfittable transition), ``count`` values cutting it into equal parts
+    in log p, the middle ones first."""
     if row["status"] == "ok":
         return [row["p_star"], row["p_star_lo"], row["p_star_hi"]]
     if row["status"] == "separated":
@@ -153,11 +161,12 @@ def _candidates(row: pd.Series, cells: pd.DataFrame) -> list[float]:
         if above.empty or below.empty or below[below < above.min()].empty:
             return []  # no transition inside the bounds: nothing to refine
         lo, hi = below[below < above.min()].max(), above.min()
-    return [float(np.sqrt(lo * hi)), (2 * lo + hi) / 3, (lo + 2 * hi) / 3]
+    cuts = sorted(range(1, count + 1), key=lambda k: (abs(2 * k - count - 1), k))
+    return [float(lo * (hi / lo) ** (k / (count + 1))) for k in cuts]
 
 
 def next_round(search: Search, conditions: list, finished: pd.DataFrame, tried: list[set],
-               runs_so_far: int, round_number: int) -> tuple[list[tuple[int, object]], list[dict]]:
+               round_number: int) -> tuple[list[tuple[int, object]], list[dict]]:
     """The next round's (condition index, config) pairs, and per condition its boundary now.
 
     ``conditions`` are the configs of the grid without the searched field and seed, in plan
@@ -181,7 +190,7 @@ def next_round(search: Search, conditions: list, finished: pd.DataFrame, tried: 
         if search.ci_width is not None and np.isfinite(width) and width <= search.ci_width:
             continue
         picks = []
-        for fraction in _candidates(row, boundary.detail):
+        for fraction in _candidates(row, boundary.detail, search.new_points):
             target = _fraction_to_index(search, condition, fraction)
             # the nearest untried lattice index (ties to the lower), never a value tried
             for index_ in sorted(range(len(lattice)), key=lambda i: (abs(i - target), i)):
@@ -196,10 +205,13 @@ def next_round(search: Search, conditions: list, finished: pd.DataFrame, tried: 
     # The widest intervals first, so a run budget goes where the answer is least known.
     open_conditions.sort(key=lambda item: (-item[0], item[1]))
     configs = []
+    runs, run_steps = len(finished), int(finished["steps_trained"].sum())
     for _, index, picks in open_conditions:
         batch = runs_at(search, conditions[index], picks)
-        if search.max_runs is not None and runs_so_far + len(configs) + len(batch) > \
-                search.max_runs:
+        runs += len(batch)
+        run_steps += sum(config.steps for config in batch)
+        if (search.max_runs is not None and runs > search.max_runs
+                or search.max_run_steps is not None and run_steps > search.max_run_steps):
             break
         configs += [(index, config) for config in batch]
     return configs, status

@@ -84,6 +84,15 @@ class Location:
             return Location(os.path.join(self.path, *parts))
         return Location(f"{self.protocol}://{posixpath.join(self.path, *parts)}")
 
+    def __truediv__(self, part: str) -> Location:
+        return self.join(part)
+
+    def __fspath__(self) -> str:
+        """A local path for ``open``, ``pathlib`` and friends; a URL has none."""
+        if not self.is_local:
+            raise StorageError(f"{self} is not a local path")
+        return self.path
+
     @property
     def name(self) -> str:
         return os.path.basename(self.path) if self.is_local else posixpath.basename(self.path)
@@ -229,6 +238,17 @@ def remove(where: Where, *, recursive: bool = False) -> None:
         else:
             fs, path = fsspec_filesystem(location)
             fs.rm(path, recursive=recursive)
+
+
+def move(source: Where, destination: Where) -> None:
+    """Rename a file (on an object store: copy, then delete the source)."""
+    source, destination = Location(source), Location(destination)
+    if source.is_local:
+        os.makedirs(os.path.dirname(destination.path) or ".", exist_ok=True)
+        os.replace(source.path, destination.path)
+        return
+    fs, path = fsspec_filesystem(source)
+    fs.mv(path, fsspec_filesystem(destination)[1])
 
 
 def makedirs(where: Where) -> None:

@@ -20,7 +20,6 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -28,11 +27,12 @@ import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from grokjax import data, engine, groups, outdir, plan, results, search
+from grokjax import data, engine, groups, outdir, plan, results, search, storage
 from grokjax.engine import FinishedRun
 from grokjax.outdir import Part, SweepIncomplete
 from grokjax.plan import Bucket, PlannedRun
 from grokjax.spec import SweepSpec
+from grokjax.storage import Location
 from grokjax.train import HParams, Split, Task, make_train
 
 # A process that finishes early waits at jax.distributed's shutdown barrier for all the others,
@@ -52,7 +52,7 @@ PROGRESS_LINE_SECONDS = 10.0  # a log line this often when the output is not a t
 class SweepReport:
     """What one process did; its ``stats`` are its ``_process-<i>.json``."""
 
-    out_dir: Path
+    out_dir: Location
     process: int = 0
     devices: int = 1
     runs: int = 0  # this process's share, every round so far
@@ -251,7 +251,7 @@ class Progress:
 class Writer:
     """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late."""
 
-    def __init__(self, out_dir: Path, identity: str, spec: SweepSpec, schema: Schema,
+    def __init__(self, out_dir: Location, identity: str, spec: SweepSpec, schema: Schema,
                  metadata: dict, report: SweepReport, progress: Progress):
         self.out_dir, self.identity, self.spec, self.schema = out_dir, identity, spec, schema
         self.metadata, self.report, self.progress = metadata, report, progress
@@ -355,8 +355,8 @@ def _round_buckets(spec: SweepSpec, runs: list[PlannedRun]) -> list[Bucket]:
     return _pad_for_search(buckets, spec) if spec.search else buckets
 
 
-def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
-              out_dir: str | Path | None = None, overwrite: bool = False,
+def run_sweep(spec: SweepSpec, results_root: storage.Where = "results", *,
+              out_dir: storage.Where | None = None, overwrite: bool = False,
               memory_budget: int | None = None, progress: bool = True,
               devices: list | None = None) -> SweepReport:
     """Train this process's share of ``spec`` and write its tables; finished runs are skipped.
@@ -366,7 +366,7 @@ def run_sweep(spec: SweepSpec, results_root: str | Path = "results", *,
     process 0 then waits for all of them and writes the manifest.
     ``progress``: a live bar on a terminal, else a line every few seconds on stderr.
     """
-    out_dir = Path(out_dir) if out_dir else Path(results_root) / spec.output_name
+    out_dir = Location(out_dir) if out_dir else Location(results_root) / spec.output_name
     devices = devices or jax.local_devices()
     process, processes = jax.process_index(), jax.process_count()
     budget = memory_budget or engine.default_memory_budget()
@@ -425,8 +425,7 @@ def _train_rounds(spec: SweepSpec, rounds: list, buckets: list[Bucket], writer: 
         tried = [set() for _ in conditions]
         for index, run in so_far:
             tried[index].add(getattr(run.config, spec.search.field))
-        configs, _ = search.next_round(spec.search, conditions, table, tried, len(so_far),
-                                       len(rounds) + 1)
+        configs, _ = search.next_round(spec.search, conditions, table, tried, len(rounds) + 1)
         if not configs:
             return
         rounds.append([(index, plan.planned_run(config, len(rounds) + 1))
@@ -435,11 +434,11 @@ def _train_rounds(spec: SweepSpec, rounds: list, buckets: list[Bucket], writer: 
         buckets = _round_buckets(spec, [run for _, run in rounds[-1]])
 
 
-def _read_status(out_dir: Path, process: int) -> dict | None:
+def _read_status(out_dir: Location, process: int) -> dict | None:
     return outdir.read_json(out_dir / outdir.PROCESS_FILE.format(process))
 
 
-def wait_for_runs(out_dir: Path, identity: str, run_ids: set[str], processes: int,
+def wait_for_runs(out_dir: Location, identity: str, run_ids: set[str], processes: int,
                   stall_seconds: float, final: bool = False,
                   start_grace_seconds: float = START_GRACE_SECONDS,
                   poll_seconds: float = 1.0) -> list[dict]:
@@ -485,7 +484,7 @@ def wait_for_runs(out_dir: Path, identity: str, run_ids: set[str], processes: in
         time.sleep(poll_seconds)
 
 
-def write_manifest(out_dir: Path, identity: str, metadata: dict, memory_budget: int,
+def write_manifest(out_dir: Location, identity: str, metadata: dict, memory_budget: int,
                    statuses: list[dict]) -> None:
     """Once every process is done: verify every part (setting aside any that fails), then
     record the sweep's parts, processes and what its stop rules and search saved."""
