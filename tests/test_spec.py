@@ -3,7 +3,7 @@
 import pytest
 from helpers import TINY_SWEEP, write_sweep
 
-from grokjax import cli, spec
+from grokjax import cli, config, spec
 
 
 def problems(text: str) -> str:
@@ -33,8 +33,16 @@ def test_unknown_key_names_the_closest_valid_key():
     ('group = "banana"', "unknown group"),
     ("test_size = 1.5", "test_size = 1.5 must be in (0, 1)"),
     ("test_size = 0.0", "must be in (0, 1)"),
-    ("lr = -0.1", "lr = -0.1 must be a finite number > 0"),
-    ("K = 0", "K = 0 (hidden width) must be >= 1"),
+    ("lr = -0.1", "lr = -0.1 must be > 0"),
+    ("K = 0", "K = 0 (hidden width) must be in [1, 65536]"),
+    ("K = 1_000_000_000", "K = 1000000000 (hidden width) must be in [1, 65536]"),
+    ("steps = 20_000_000", "steps = 20000000 must be in [1, 10000000]"),
+    ("num_ops = 1000", "num_ops = 1000 must be in [2, 22]"),
+    ('group = "100000"', "order 100000 is above the limit 2048"),
+    ('group = "64x64x64"', "order 262144 is above the limit 2048"),
+    ("ridge_lambda = inf", "ridge_lambda must be a finite number, got inf"),
+    ("lr = nan", "lr must be a finite number, got nan"),
+    ("seed = -1", "seed = -1 must be in [0, 4294967296)"),
     ('activation = "tanh"', "choose one of sqr, relu, silu, relusqr"),
     ('optimizer = "rmsprop"', "choose one of adam, adamw, sgd, muon"),
     ('loss = "hinge"', "choose one of mse, nll"),
@@ -86,7 +94,7 @@ def test_cli_exits_2_and_writes_nothing_for_a_bad_sweep(tmp_path, capsys):
     results_root = tmp_path / "results"
     code = cli.main(["sweep", str(path), "--results", str(results_root), "--no-progress"])
     assert code == 2
-    assert "K = -3 (hidden width) must be >= 1" in capsys.readouterr().err
+    assert "K = -3 (hidden width) must be in [1, 65536]" in capsys.readouterr().err
     assert not results_root.exists()
 
 
@@ -111,7 +119,7 @@ def test_cli_sweep_writes_tables_and_prints_a_summary(tmp_path, capsys):
 def test_cli_list_names_every_choice(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    for choices in spec.CHOICES.values():
+    for choices in config.CHOICES.values():
         assert all(name in out for name in choices)
     assert "dihedral" in out and "2x3x4" in out
 

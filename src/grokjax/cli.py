@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import results, spec, sweep
+from grokjax import config, results, spec, sweep
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -149,7 +149,7 @@ def cmd_list(args) -> int:
     print("groups (field `group`):")
     for syntax, description, example in GROUP_FAMILIES:
         print(f"  {syntax:<18} {description}  e.g. {example!r}")
-    for name, choices in spec.CHOICES.items():
+    for name, choices in config.CHOICES.items():
         print(f"field `{name}`: {', '.join(choices)}")
     return 0
 

@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from grokjax import data, groups, results
+from grokjax import config, data, groups, results
 from grokjax.spec import RunConfig, SpecError, SweepSpec
 from grokjax.train import (
     HParams,
@@ -146,22 +146,20 @@ def plan_runs(spec: SweepSpec) -> list[Bucket]:
     """Group the spec's runs into buckets of identical static config, in first-seen order."""
     buckets: dict[tuple, list[PlannedRun]] = {}
     statics: dict[tuple, Static] = {}
-    for config in spec.runs():
-        group = groups.parse_group(config.group)
-        test_size = config.resolved_test_size(group.order)
-        n_train, n_test = data.split_sizes(group.order**config.num_ops, test_size)
+    renamed = {"group": "order", "K": "width"}
+    for run in spec.runs():
+        resolved = config.resolve(run)
+        group = resolved.group
         static = Static(
-            order=group.order, num_ops=config.num_ops, width=config.K,
-            activation=config.activation, loss=config.loss, optimizer=config.optimizer,
-            steps=config.steps, eval_every=config.eval_every, other_layers=config.other_layers,
-            ridge=config.ridge_lambda is not None, embed_trainable=config.embed_trainable,
-            complex_weights=config.complex_weights, diagnostics=config.diagnostics,
-            fourier=config.diagnostics and group.spec.isdigit(),
+            order=group.order, width=run.K, ridge=run.ridge_lambda is not None,
+            fourier=run.diagnostics and group.spec.isdigit(),
+            **{name: getattr(run, name) for name in config.STATIC_FIELDS if name not in renamed},
         )
         key = (static, group.spec)
         statics[key] = static
         buckets.setdefault(key, []).append(
-            PlannedRun(config, results.run_id(config), test_size, n_train, n_test))
+            PlannedRun(run, results.run_id(run), resolved.test_size, resolved.n_train,
+                       resolved.n_test))
     return [Bucket(statics[key], key[1], tuple(runs)) for key, runs in buckets.items()]
 
 
@@ -223,10 +221,7 @@ def chunk_arrays(chunk: ChunkPlan) -> tuple[HParams, Split, np.ndarray]:
     """Host arrays of one chunk, padded to ``chunk.size`` runs by repeating its last run."""
     runs = list(chunk.runs) + [chunk.runs[-1]] * (chunk.size - len(chunk.runs))
     configs = [run.config for run in runs]
-    hparams = HParams(*(
-        np.asarray([getattr(c, name) or 0.0 for c in configs], np.float32)
-        for name in HParams._fields
-    ))
+    hparams = HParams(**config.hparam_arrays(configs))
     num_rows, train_len = chunk.bucket.table_rows, chunk.bucket.train_rows
     train_rows = np.zeros((len(runs), train_len), np.int32)
     is_train = np.zeros((len(runs), num_rows), bool)
@@ -311,34 +306,10 @@ def run_chunk(program: Program, static: Static, args: tuple,
 
 def config_columns(chunk: ChunkPlan) -> pd.DataFrame:
     group = groups.parse_group(chunk.bucket.group)
-    rows = []
-    for run in chunk.runs:
-        c = run.config
-        num_rows = run.n_train + run.n_test
-        rows.append({
-            "run_id": run.run_id, "group": group.spec, "group_name": group.name, "M": group.order,
-            "group_abelian": group.abelian, "max_irrep_degree": group.max_irrep_degree,
-            "num_ops": c.num_ops, "K": c.K, "activation": c.activation, "loss": c.loss,
-            "optimizer": c.optimizer, "lr": c.lr, "weight_decay": c.weight_decay,
-            "seed": c.seed, "test_size": run.test_size,
-            "train_fraction": run.n_train / num_rows,
-            "critical_ratio_delta": _nan_if_none(c.critical_ratio_delta),
-            "critical_ratio_multiplier": c.critical_ratio_multiplier,
-            "n_train": run.n_train, "n_test": run.n_test,
-            "c_eff": run.n_train / (group.order * math.log(group.order)),
-            "steps": c.steps, "eval_every": c.eval_every, "other_layers": c.other_layers,
-            "ridge_lambda": _nan_if_none(c.ridge_lambda),
-            "top_layer_init_multiplier": c.top_layer_init_multiplier,
-            "output_multiplier": c.output_multiplier,
-            "embed_trainable": c.embed_trainable, "complex_weights": c.complex_weights,
-            "imag_init_scale": c.imag_init_scale,
-            "diagnostics": c.diagnostics,
-        })
-    return pd.DataFrame(rows)
-
-
-def _nan_if_none(value: float | None) -> float:
-    return float("nan") if value is None else value
+    return pd.DataFrame([
+        {"run_id": run.run_id, **config.column_values(
+            run.config, config.Resolved(group, run.test_size, run.n_train, run.n_test))}
+        for run in chunk.runs])
 
 
 def chunk_tables(chunk: ChunkPlan, sweep_name: str, curves: dict[str, np.ndarray],
