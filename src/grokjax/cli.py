@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import config, results, spec, sweep
+from grokjax import __version__, config, results, spec, sweep
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -56,8 +56,23 @@ def print_summary(out_dir: Path, by: list[str]) -> None:
         print(summary_table(runs, by).to_string(float_format=lambda v: f"{v:.3g}"))
 
 
+def load_spec(args) -> spec.SweepSpec:
+    """The sweep file with its --set/--grid overrides (a field given twice is an error)."""
+    overrides: dict[str, object] = {}
+    for text, grid in [(t, False) for t in args.set] + [(t, True) for t in args.grid]:
+        key, value = spec.cli_override(text, grid)
+        if key in overrides:
+            raise spec.SpecError([f"{key} is given twice in --set/--grid"], "command line")
+        overrides[key] = value
+    sweep_spec = spec.load(args.file, args.scale, overrides)
+    if sweep_spec.duplicate_runs:
+        print(f"note: {sweep_spec.duplicate_runs} duplicate run(s) dropped (the same config in "
+              "several grids)", file=sys.stderr)
+    return sweep_spec
+
+
 def cmd_sweep(args) -> int:
-    sweep_spec = spec.load(args.file, args.scale)
+    sweep_spec = load_spec(args)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         sweep.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     import jax
@@ -81,7 +96,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    sweep_spec = spec.load(args.file, args.scale)
+    sweep_spec = load_spec(args)
     import jax
 
     budget = args.memory_budget or sweep.default_memory_budget()
@@ -91,6 +106,9 @@ def cmd_plan(args) -> int:
 
 def cmd_summary(args) -> int:
     out_dir = Path(args.dir)
+    if not (out_dir / sweep.PLAN_FILE).is_file() or not any(out_dir.glob("runs-*.parquet")):
+        what = "does not exist" if not out_dir.exists() else "holds no grokjax sweep results"
+        raise spec.SpecError([f"{out_dir} {what}; run `grokjax sweep` first"])
     plan = json.loads((out_dir / sweep.PLAN_FILE).read_text())
     sweep_spec = spec.parse((out_dir / sweep.SWEEP_FILE).read_text(), plan["scale"])
     print_summary(out_dir, grid_axes(sweep_spec))
@@ -156,6 +174,7 @@ def cmd_list(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokjax", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"grokjax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_file(name, help_text):
@@ -166,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--memory-budget", type=parse_bytes, default=None,
                          help="device memory per batched call, e.g. 2GiB (default: half the "
                               "device's memory, a quarter of RAM on CPU)")
+        sub.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                         help="fix a field in every run, e.g. K=256 (removes it from the grids)")
+        sub.add_argument("--grid", action="append", default=[], metavar="FIELD=VALUES",
+                         help="make a field an axis of every grid: a,b,c or start:stop[:step] "
+                              "or a TOML list or range table, e.g. weight_decay=1e-4,5e-4")
         return sub
 
     run = with_file("sweep", "train every run of a sweep file and write its tables")

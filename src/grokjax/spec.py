@@ -58,8 +58,11 @@ class SpecError(ValueError):
 
     def __init__(self, problems: list[str], source: str = "sweep"):
         self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s):\n" +
-                         "\n".join(f"  - {p}" for p in problems))
+        if len(problems) == 1:  # one line, for a shell or a log
+            super().__init__(f"{source}: {problems[0]}")
+        else:
+            super().__init__(f"{source}: {len(problems)} problem(s):\n" +
+                             "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclass(frozen=True)
