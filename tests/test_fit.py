@@ -314,9 +314,16 @@ def test_fit_all_runs_what_the_table_supports(rng):
     assert wd["wd_speed"].usable and wd["generalization_boundary"].status == "unsupported"
 
 
-def test_conditions_split_fits(rng):
-    runs = pd.concat([boundary_runs(rng, orders=(23, 41, 71)).assign(lr=lr)
-                      for lr in (5e-4, 5e-3)], ignore_index=True)
+@pytest.mark.parametrize("column, values, labels", [
+    ("lr", (5e-4, 5e-3), {"lr=0.0005", "lr=0.005"}),
+    # Variants the fits once pooled: their columns were missing from fit.CONFIG_COLUMNS.
+    ("embed_trainable", (False, True), {"embed_trainable=False", "embed_trainable=True"}),
+    ("complex_weights", (False, True), {"complex_weights=False", "complex_weights=True"}),
+    ("imag_init_scale", (0.0, 0.5), {"imag_init_scale=0", "imag_init_scale=0.5"}),
+])
+def test_conditions_split_fits(rng, column, values, labels):
+    runs = pd.concat([boundary_runs(rng, orders=(23, 41, 71)).assign(**{column: value})
+                      for value in values], ignore_index=True)
     boundary = fit.generalization_boundary(runs, n_boot=50)
-    assert len(boundary.table) == 6 and set(boundary.table.condition) == {"lr=0.0005", "lr=0.005"}
+    assert len(boundary.table) == 6 and set(boundary.table.condition) == labels
     assert len(fit.boundary_law(boundary).table) == 2

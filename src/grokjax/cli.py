@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import engine, outdir, plan, results, spec, storage, sweep
+from grokjax import __version__, config, engine, outdir, plan, results, spec, storage, sweep
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -66,8 +66,23 @@ def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -
                          jax.local_device_count(), engine.loops_over_runs(), processes)
 
 
+def load_spec(args) -> spec.SweepSpec:
+    """The sweep file with its --set/--grid overrides (a field given twice is an error)."""
+    overrides: dict[str, object] = {}
+    for text, grid in [(t, False) for t in args.set] + [(t, True) for t in args.grid]:
+        key, value = spec.cli_override(text, grid)
+        if key in overrides:
+            raise spec.SpecError([f"{key} is given twice in --set/--grid"], "command line")
+        overrides[key] = value
+    sweep_spec = spec.load(args.file, args.scale, overrides)
+    if sweep_spec.duplicate_runs:
+        print(f"note: {sweep_spec.duplicate_runs} duplicate run(s) dropped (the same config in "
+              "several grids)", file=sys.stderr)
+    return sweep_spec
+
+
 def cmd_sweep(args) -> int:
-    sweep_spec = spec.load(args.file, args.scale)
+    sweep_spec = load_spec(args)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         sweep.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     import jax
@@ -91,7 +106,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    sweep_spec = spec.load(args.file, args.scale)
+    sweep_spec = load_spec(args)
     budget = args.memory_budget or engine.default_memory_budget()
     print(describe_plan(sweep_spec, budget))
     return 0
@@ -101,8 +116,9 @@ def cmd_summary(args) -> int:
     out_dir = storage.Location(args.dir)
     plan_record = outdir.read_json(out_dir / outdir.PLAN_FILE)
     if plan_record is None or not results.has_table(out_dir, "runs"):
-        raise spec.SpecError([f"{out_dir} is not a grokjax results directory with finished "
-                              "runs; run `grokjax sweep` first"], "summary")
+        what = ("does not exist" if not storage.exists(out_dir)
+                else "holds no grokjax sweep results")
+        raise spec.SpecError([f"{out_dir} {what}; run `grokjax sweep` first"], "summary")
     sweep_text = storage.read_text(out_dir / outdir.SWEEP_FILE)
     sweep_spec = spec.parse(sweep_text, plan_record.get("scale", "default"))
     print_summary(out_dir, grid_axes(sweep_spec))
@@ -160,13 +176,14 @@ def cmd_list(args) -> int:
     print("groups (field `group`):")
     for syntax, description, example in GROUP_FAMILIES:
         print(f"  {syntax:<18} {description}  e.g. {example!r}")
-    for name, choices in spec.CHOICES.items():
+    for name, choices in config.CHOICES.items():
         print(f"field `{name}`: {', '.join(choices)}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokjax", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"grokjax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_file(name, help_text):
@@ -177,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--memory-budget", type=parse_bytes, default=None,
                          help="device memory per batched call, e.g. 2GiB (default: half the "
                               "device's memory, a quarter of RAM on CPU)")
+        sub.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                         help="fix a field in every run, e.g. K=256 (removes it from the grids)")
+        sub.add_argument("--grid", action="append", default=[], metavar="FIELD=VALUES",
+                         help="make a field an axis of every grid: a,b,c or start:stop[:step] "
+                              "or a TOML list or range table, e.g. weight_decay=1e-4,5e-4")
         return sub
 
     run = with_file("sweep", "train every run of a sweep file and write its tables")

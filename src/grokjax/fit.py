@@ -20,13 +20,11 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from grokjax import config
+
 REFERENCE_C = 2.7482  # critical_ratio_multiplier in the paper's code: p* = 2.7482 ln M / M
 PREDICTED_WD_SLOPE = -1.0  # t_grok ~ 1/η
-# Columns that define an experimental condition. Split columns derived from train_fraction
-# (test_size, critical_ratio_delta, n_train, c_eff) and bookkeeping columns are left out.
-CONFIG_COLUMNS = ("group", "num_ops", "K", "activation", "loss", "optimizer", "lr",
-                  "weight_decay", "train_fraction", "steps", "other_layers", "ridge_lambda",
-                  "top_layer_init_multiplier", "output_multiplier")
+CONFIG_COLUMNS = config.CONDITION_COLUMNS  # the columns that define an experimental condition
 # Row statuses of generalization_boundary whose p* (with its standard error) feeds the law.
 BOUNDARY_ESTIMATED = ("ok", "separated")
 _MAX_NEWTON_STEP = 2.0  # keeps Newton from overshooting while a replicate is near separation

@@ -62,15 +62,16 @@ class Group:
 
 _PRODUCT = re.compile(r"^\d+(x\d+)*$")
 
-MAX_ORDER = 2048  # cap for the non-cyclic families: tables are order², datasets order² rows
+MAX_ORDER = 2048  # cap for every group: tables are order², datasets order^num_ops rows
 FULL_ASSOCIATIVITY_MAX_ORDER = 128  # order³ ≤ 2M triples: cheap enough to check every one
 MAX_EXPONENT = 16
 MAX_EXPRESSION_CHARS = 256
+MAX_SPEC_CHARS = MAX_EXPRESSION_CHARS + 32  # "expr:" and " mod M" around the longest expression
 
 # (syntax, description, example): the accepted spec forms, for error messages and `grokjax list`.
 GROUP_FAMILIES: list[tuple[str, str, str]] = [
-    ("N", "cyclic group Z_N (addition mod N), N >= 2", "23"),
-    ("N1xN2x...", "product of cyclic groups Z_N1 x Z_N2 x ...", "2x3x4"),
+    ("N", f"cyclic group Z_N (addition mod N), 2 <= N <= {MAX_ORDER}", "23"),
+    ("N1xN2x...", f"product of cyclic groups Z_N1 x Z_N2 x ..., order <= {MAX_ORDER}", "2x3x4"),
     ("mulP", "multiplication mod prime P: cyclic of order P-1, residue r is element r-1", "mul23"),
     ("dihedralN", f"dihedral group of order N (N even, 6 <= N <= {MAX_ORDER})", "dihedral14"),
     ("dicyclicN", f"dicyclic group of order N (4 | N, 8 <= N <= {MAX_ORDER}); dicyclic8 = Q_8",
@@ -414,6 +415,8 @@ _FAMILY_PATTERNS = [
 def parse_group(spec: str) -> Group:
     """Build the group named by ``spec``; raise GroupError with the accepted forms otherwise."""
     raw = str(spec).strip()
+    if len(raw) > MAX_SPEC_CHARS:
+        raise GroupError(f"group spec longer than {MAX_SPEC_CHARS} characters")
     expression = _EXPRESSION.match(raw)
     if expression:
         return _expression(raw, expression["body"], int(expression["modulus"]))
@@ -427,6 +430,8 @@ def parse_group(spec: str) -> Group:
     orders = tuple(int(o) for o in text.split("x"))
     if any(o < 2 for o in orders):
         raise _spec_error(spec, f"every cyclic factor needs order >= 2, got {orders}")
+    if math.prod(orders) > MAX_ORDER:  # checked before the order² table is built
+        raise _spec_error(spec, f"order {math.prod(orders)} is above the limit {MAX_ORDER}")
     group = cyclic_product(orders, text)
     check_group(group.table)
     return group

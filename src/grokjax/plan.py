@@ -15,8 +15,9 @@ import json
 import math
 from dataclasses import dataclass
 
-from grokjax import data, groups, results
-from grokjax.spec import RunConfig, SpecError, SweepSpec
+from grokjax import config, groups, results
+from grokjax.config import RunConfig
+from grokjax.spec import SpecError, SweepSpec
 from grokjax.train import Static
 
 BYTES_PER_FLOAT = 4
@@ -57,22 +58,22 @@ class Bucket:
         return max(self.train_rows_at_least, *(run.n_train for run in self.runs))
 
 
-def static_of(config: RunConfig, group: groups.Group, spec: SweepSpec) -> Static:
+RENAMED = {"group": "order", "K": "width"}  # static fields Static names by what they mean there
+
+
+def static_of(run: RunConfig, group: groups.Group, spec: SweepSpec) -> Static:
+    """The bucket key: every static field of ``config.FIELDS``, and the sweep's stop rule."""
     return Static(
-        order=group.order, num_ops=config.num_ops, width=config.K,
-        activation=config.activation, loss=config.loss, optimizer=config.optimizer,
-        steps=config.steps, eval_every=config.eval_every, other_layers=config.other_layers,
-        ridge=config.ridge_lambda is not None, embed_trainable=config.embed_trainable,
-        complex_weights=config.complex_weights, diagnostics=config.diagnostics,
-        fourier=config.diagnostics and group.spec.isdigit(), stop=spec.stop,
+        order=group.order, width=run.K, ridge=run.ridge_lambda is not None,
+        fourier=run.diagnostics and group.spec.isdigit(), stop=spec.stop,
+        **{name: getattr(run, name) for name in config.STATIC_FIELDS if name not in RENAMED},
     )
 
 
-def planned_run(config: RunConfig, round_number: int = 1) -> PlannedRun:
-    order = groups.parse_group(config.group).order
-    test_size = config.resolved_test_size(order)
-    n_train, n_test = data.split_sizes(order**config.num_ops, test_size)
-    return PlannedRun(config, results.run_id(config), test_size, n_train, n_test, round_number)
+def planned_run(run: RunConfig, round_number: int = 1) -> PlannedRun:
+    resolved = config.resolve(run)
+    return PlannedRun(run, results.run_id(run), resolved.test_size, resolved.n_train,
+                      resolved.n_test, round_number)
 
 
 def plan_runs(spec: SweepSpec, runs: list[PlannedRun] | None = None) -> list[Bucket]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from grokjax import outdir, storage
+from grokjax import config, outdir, storage
 
 SCHEMA_VERSION = 2
 METADATA_KEY = outdir.METADATA_KEY
@@ -34,18 +34,7 @@ GENERALIZED_TEST_ACC = 0.99  # a run "generalized" when its final test accuracy 
 TEST_ACC_THRESHOLDS = {"050": 0.5, "090": 0.9, "095": 0.95, "099": 0.99}
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
 
-RUN_CONFIG_DTYPES = {
-    "group": "string", "group_name": "string", "M": "int64", "group_abelian": "bool",
-    "max_irrep_degree": "int64", "num_ops": "int64", "K": "int64", "activation": "string",
-    "loss": "string", "optimizer": "string", "lr": "float64", "weight_decay": "float64",
-    "seed": "int64", "test_size": "float64", "train_fraction": "float64",
-    "critical_ratio_delta": "float64", "critical_ratio_multiplier": "float64",
-    "n_train": "int64", "n_test": "int64", "c_eff": "float64", "steps": "int64",
-    "eval_every": "int64", "other_layers": "int64", "ridge_lambda": "float64",
-    "top_layer_init_multiplier": "float64", "output_multiplier": "float64",
-    "embed_trainable": "bool", "complex_weights": "bool", "imag_init_scale": "float64",
-    "diagnostics": "bool",
-}
+RUN_CONFIG_DTYPES = config.COLUMN_DTYPES
 RUN_SUMMARY_DTYPES = {
     **{f"final_{m}": "float64" for m in METRICS},
     "best_train_acc": "float64", "best_test_acc": "float64",

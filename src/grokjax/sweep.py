@@ -27,7 +27,7 @@ import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from grokjax import data, engine, groups, outdir, plan, results, search, storage
+from grokjax import config, data, engine, groups, outdir, plan, results, search, storage
 from grokjax.engine import FinishedRun
 from grokjax.outdir import Part, SweepIncomplete
 from grokjax.plan import Bucket, PlannedRun
@@ -134,35 +134,13 @@ def schema_of(buckets: list[Bucket]) -> Schema:
     return Schema(tuple(curves), features if diagnostics else None, diagnostics)
 
 
-def _nan_if_none(value: float | None) -> float:
-    return float("nan") if value is None else value
-
-
 def config_columns(runs: list[PlannedRun]) -> pd.DataFrame:
-    rows = []
-    for run in runs:
-        c = run.config
-        group = groups.parse_group(c.group)
-        rows.append({
-            "run_id": run.run_id, "group": group.spec, "group_name": group.name, "M": group.order,
-            "group_abelian": group.abelian, "max_irrep_degree": group.max_irrep_degree,
-            "num_ops": c.num_ops, "K": c.K, "activation": c.activation, "loss": c.loss,
-            "optimizer": c.optimizer, "lr": c.lr, "weight_decay": c.weight_decay,
-            "seed": c.seed, "test_size": run.test_size,
-            "train_fraction": run.n_train / (run.n_train + run.n_test),
-            "critical_ratio_delta": _nan_if_none(c.critical_ratio_delta),
-            "critical_ratio_multiplier": c.critical_ratio_multiplier,
-            "n_train": run.n_train, "n_test": run.n_test,
-            "c_eff": run.n_train / (group.order * math.log(group.order)),
-            "steps": c.steps, "eval_every": c.eval_every, "other_layers": c.other_layers,
-            "ridge_lambda": _nan_if_none(c.ridge_lambda),
-            "top_layer_init_multiplier": c.top_layer_init_multiplier,
-            "output_multiplier": c.output_multiplier,
-            "embed_trainable": c.embed_trainable, "complex_weights": c.complex_weights,
-            "imag_init_scale": c.imag_init_scale,
-            "diagnostics": c.diagnostics, "round": run.round,
-        })
-    return pd.DataFrame(rows)
+    """The config columns of the runs table (``config.COLUMNS``), and each run's round."""
+    return pd.DataFrame([
+        {"run_id": run.run_id, "round": run.round, **config.column_values(
+            run.config, config.Resolved(groups.parse_group(run.config.group), run.test_size,
+                                        run.n_train, run.n_test))}
+        for run in runs])
 
 
 def part_tables(bucket: Bucket, finished: list[FinishedRun], sweep_name: str, schema: Schema,

@@ -27,14 +27,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from grokjax import diagnostics, model
+from grokjax import config, diagnostics, model
 from grokjax.optim import OPTIMIZERS
 from grokjax.stop import StopRule
 
 
 @dataclass(frozen=True)
 class Static:
-    """A bucket: the fields that change shapes or code. Hashable; one compilation each."""
+    """A bucket: the fields that change shapes or code. Hashable; one compilation each.
+
+    Every ``static`` field of config.FIELDS under its own name, except group (as ``order``) and
+    K (as ``width``); ``ridge`` and ``fourier`` are derived (see sweep.plan_runs)."""
 
     order: int  # |G|, the number of classes
     num_ops: int
@@ -57,15 +60,9 @@ class Static:
         return self.steps // self.eval_every
 
 
-class HParams(NamedTuple):
-    """Per-run float32 scalars (leading run axis when batched)."""
-
-    lr: jax.Array
-    weight_decay: jax.Array
-    ridge_lambda: jax.Array
-    top_layer_init_multiplier: jax.Array
-    output_multiplier: jax.Array
-    imag_init_scale: jax.Array
+# Per-run float32 scalars (leading run axis when batched): config's ``hparam`` fields, so a new
+# per-run hyperparameter reaches the compiled function from its declaration alone.
+HParams = NamedTuple("HParams", [(name, jax.Array) for name in config.HPARAM_FIELDS])
 
 
 class Split(NamedTuple):
