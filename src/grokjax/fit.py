@@ -1,10 +1,14 @@
-"""Scaling-law fits with confidence intervals, from the runs table: DataFrames in, DataFrames out.
+"""The analyses' fits with confidence intervals, from the runs (and curves, features) tables:
+DataFrames in, DataFrames out. Which fits a table supports is decided in :mod:`grokjax.analyses`.
 
 Every fit returns a :class:`FitResult`: a status (``ok``, ``partial``, ``insufficient`` or
 ``unsupported``), a message saying why when it is not ``ok``, a table of estimates in which every
-row carries its own status and message, the per-cell data behind it, how many runs it used, the
-runs it left out with the reason, and a sentence on how its intervals are computed. Degenerate
-data never raise and never produce a number that was not estimated: such rows hold NaN and say why.
+row carries its own status and message, the per-cell data behind it (what the figures draw), how
+many runs it used, the runs it left out with the reason, a sentence on how its intervals are
+computed, and the paper's predictions it tests (``laws``: value, CI, prediction, verdict).
+Degenerate data never raise and never produce a number that was not estimated: such rows hold
+NaN and say why. A run has grokked at the first step with test accuracy ≥ 0.99
+(``GROKKED_COLUMN``), the threshold of ``generalized`` too.
 
 A *condition* is one combination of the config columns that vary in the table, other than the
 axes a fit sweeps, so a table that varies lr and train_fraction gets one boundary per (group, lr)
@@ -151,10 +155,13 @@ def law_row(law: str, condition: str, value: float, lo: float, hi: float, predic
     """One tested prediction: the measured value, its CI, and whether the CI contains it."""
     contains = bool(lo <= predicted <= hi) if np.isfinite([lo, hi]).all() else None
     verdict = ("no CI" if contains is None else
-               f"{'consistent: CI contains' if contains else 'rejected: CI excludes'}"
-               f" {predicted:g}")
+               f"{'consistent' if contains else 'rejected'}: {ci_text(contains, predicted)}")
     return dict(zip(LAW_COLUMNS, (law, condition, value, lo, hi, predicted, prediction, contains,
                                   verdict, n_runs), strict=True))
+
+
+def ci_text(contains: bool, predicted: float) -> str:
+    return f"CI {'contains' if contains else 'excludes'} {predicted:g}"
 
 
 def _laws(rows: list[dict[str, object]]) -> pd.DataFrame:

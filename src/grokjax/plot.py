@@ -128,8 +128,9 @@ def _interval_text(value: float, lo: float, hi: float) -> str:
 
 def _verdict(result: FitResult, law: str, condition: str) -> str:
     """'CI contains −1' / 'CI excludes −1' for a law the fit tested, '' when it did not."""
-    rows = result.laws[(result.laws["law"] == law) & (result.laws["condition"] == condition)]
-    return "; ".join(rows["verdict"].str.split(": ").str[-1])
+    rows = result.laws[(result.laws["law"] == law) & (result.laws["condition"] == condition)
+                       & result.laws["contains"].notna()]
+    return "; ".join(fit.ci_text(row.contains, row.predicted) for row in rows.itertuples())
 
 
 # ---------------------------------------------------------------------------------------------
