@@ -70,8 +70,9 @@ def test_weighted_least_squares_widens_by_the_reduced_chi2():
     coef, lo, hi, chi2 = stats.weighted_least_squares(design, exact, np.ones(5))
     np.testing.assert_allclose(coef, [1, 2], atol=1e-12)
     assert chi2 == pytest.approx(0, abs=1e-20)
+    assert hi[1] - coef[1] == pytest.approx(1.959964 * np.sqrt(0.1), rel=1e-6)  # var = 1/Σ(x-x̄)²
     scattered = exact + np.array([1.0, -1.0, 1.0, -1.0, 1.0])
     coef, lo, hi, chi2 = stats.weighted_least_squares(design, scattered, np.ones(5))
     assert chi2 > 1
     se = np.sqrt(np.diag(np.linalg.inv(design.T @ design)) * chi2)
-    np.testing.assert_allclose(hi - coef, 1.959964 * se, rtol=1e-5)
+    np.testing.assert_allclose(hi - coef, distributions.t.ppf(0.975, 3) * se, rtol=1e-9)

@@ -356,10 +356,10 @@ def boundary_law(boundary: FitResult | pd.DataFrame, level: float = 0.95,
     result = pd.DataFrame(rows)
     status, message = _overall(result)
     method = (f"weighted least squares on log p* across groups, weights 1/var(log p*) from each"
-              f" group's bootstrap; {level:.0%} CI: normal, covariance scaled by the reduced chi²"
-              f" when > 1. Headline exponent b_g1 has g fixed at 1; b_free and g_free come from"
-              f" the free form a·M^-b·(ln M)^g, where b and g are strongly correlated unless M"
-              f" spans a wide range")
+              f" group's bootstrap; {level:.0%} CI: normal, or t with the covariance scaled by the"
+              f" reduced chi² when that is > 1. Headline exponent b_g1 has g fixed at 1; b_free"
+              f" and g_free come from the free form a·M^-b·(ln M)^g, where b and g are strongly"
+              f" correlated unless M spans a wide range")
     used = int(result.loc[result["status"] == "ok", "n_runs"].sum())
     laws = []
     for row in result[result["status"] == "ok"].itertuples(index=False):
@@ -701,9 +701,9 @@ def irrep_scaling(boundary: FitResult, runs: pd.DataFrame, level: float = 0.95) 
     result = pd.DataFrame(rows)
     status, message = _overall(result)
     method = (f"c = p*·M/ln M per group from the Firth boundary fit; weighted least squares of"
-              f" log c on log d_k with weights 1/var(log p*), {level:.0%} normal CI scaled by the"
-              f" reduced χ² when > 1; the forms c ∝ d_k² and c ∝ d_k are compared by weighted χ²"
-              f" (same number of parameters)")
+              f" log c on log d_k with weights 1/var(log p*), {level:.0%} CI normal, or t scaled by"
+              f" the reduced χ² when that is > 1; the forms c ∝ d_k² and c ∝ d_k are compared by"
+              f" weighted χ² (same number of parameters)")
     return FitResult(name, status, message, result, pd.concat(details, ignore_index=True),
                      int(result["n_runs"].sum()), boundary.excluded, method, _laws(laws))
 

@@ -215,6 +215,17 @@ def _cell_edges(values: np.ndarray) -> np.ndarray:
     return np.exp(np.concatenate([[2 * log_v[0] - mid[0]], mid, [2 * log_v[-1] - mid[-1]]]))
 
 
+def _columns_by_order(groups: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Each group's column in the phase diagram, (centre, half-width in log M): at its order M,
+    side by side with the other groups of the same order."""
+    columns = {}
+    for order, same in groups.groupby("M"):
+        half = 0.06 / len(same)
+        for index, group in enumerate(sorted(same["group"])):
+            columns[group] = (order * np.exp(2 * half * (index - (len(same) - 1) / 2)), half)
+    return columns
+
+
 def _law_label(law: FitResult, row: pd.Series) -> str:
     verdict = _verdict(law, "c in p* = c·ln M / M", row["condition"])
     return f"fit: c = {_interval_text(row.c, row.c_lo, row.c_hi)} ({verdict})"
@@ -230,16 +241,17 @@ def plot_phase_diagram(boundary: FitResult, law: FitResult | None) -> Figure:
     for ax, label in zip(axes, labels, strict=True):
         panel = cells[cells["condition"] == label]
         y_range = [np.inf, 0.0]
-        for _, group_cells in panel.groupby("group"):
+        columns = _columns_by_order(panel.drop_duplicates("group"))
+        for group, group_cells in panel.groupby("group"):
             group_cells = group_cells.sort_values("train_fraction")
-            order = group_cells["M"].iloc[0]
-            x_edges = order * np.array([0.94, 1 / 0.94])
+            centre, half = columns[group]
+            x_edges = centre * np.exp([-half, half])
             y_edges = _cell_edges(group_cells["train_fraction"].to_numpy(float))
             mesh = ax.pcolormesh(x_edges, y_edges, group_cells[["fraction"]].to_numpy(float),
                                  cmap="RdYlBu", vmin=0, vmax=1)
             y_range = [min(y_range[0], y_edges[0]), max(y_range[1], y_edges[-1])]
         estimated = table[(table["condition"] == label) & np.isfinite(table["p_star"])]
-        ax.errorbar(estimated["M"], estimated["p_star"],
+        ax.errorbar([columns[group][0] for group in estimated["group"]], estimated["p_star"],
                     yerr=[estimated["p_star"] - estimated["p_star_lo"],
                           estimated["p_star_hi"] - estimated["p_star"]],
                     fmt="o", color="black", mfc="white", ms=5, capsize=3,
@@ -448,21 +460,23 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
         ax.errorbar(estimated["d_k"], estimated["c"],
                     yerr=[estimated["c"] - estimated["c_lo"], estimated["c_hi"] - estimated["c"]],
                     fmt="o", color="C0", capsize=3, label="c per group, 95% CI")
-        for row in estimated.itertuples(index=False):
-            ax.annotate(row.group, (row.d_k, row.c), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+        for index, row in enumerate(estimated.sort_values(["d_k", "c"]).itertuples()):
+            ax.annotate(row.group, (row.d_k, row.c), fontsize=7, textcoords="offset points",
+                        xytext=(5, 3 if index % 2 else -9))  # alternate: equal d_k collide
         bounds = panel[panel["c_bound"].notna()]
-        ax.plot(bounds["d_k"], bounds["c_bound"], "^", color="C3", ms=8,
-                label="never generalized: c above the largest p tried")
+        if len(bounds):
+            ax.plot(bounds["d_k"], bounds["c_bound"], "^", color="C3", ms=8,
+                    label="never generalized: c above the largest p tried")
         for row in bounds.itertuples(index=False):
-            ax.annotate(row.group, (row.d_k, row.c_bound), fontsize=7, xytext=(4, 3),
+            ax.annotate(row.group, (row.d_k, row.c_bound), fontsize=7, xytext=(5, 3),
                         textcoords="offset points", color="C3")
         row = irrep.table[irrep.table["condition"] == label].iloc[0]
         degrees = np.geomspace(0.9, panel["d_k"].max() * 1.1, 50)
         if row["status"] == "ok":
             exponent = _interval_text(row.exponent, row.exponent_lo, row.exponent_hi)
+            verdict = _verdict(irrep, "exponent of d_k in c = n*/(M ln M)", label)
             ax.plot(degrees, row["c_at_1"] * degrees ** row["exponent"], color="black",
-                    label=f"fit: c ∝ d_k^{exponent}")
+                    label=f"fit: c ∝ d_k^{exponent}\n({verdict})")
             for form, exponent, style in (("theorem", fit.THEOREM_DK_EXPONENT, "--"),
                                           ("code", fit.CODE_DK_EXPONENT, ":")):
                 ax.plot(degrees, row[f"c_{form}"] * degrees**exponent, color="grey", ls=style,

@@ -64,7 +64,8 @@ def weighted_least_squares(design: np.ndarray, y: np.ndarray, weight: np.ndarray
 
     The covariance is scaled by the reduced chi² when it exceeds 1 (Birge ratio), so scatter
     beyond the per-point errors — a law that does not quite hold — widens the interval instead
-    of being ignored."""
+    of being ignored; the scale is then estimated from the residuals, so the interval uses the
+    t distribution with the residual degrees of freedom instead of the normal."""
     dof = len(y) - design.shape[1]
     if dof < 1 or np.linalg.matrix_rank(design) < design.shape[1]:
         nan = np.full(design.shape[1], np.nan)
@@ -73,7 +74,9 @@ def weighted_least_squares(design: np.ndarray, y: np.ndarray, weight: np.ndarray
     coef = covariance @ design.T @ (weight * y)
     residual = y - design @ coef
     chi2_dof = float(weight @ residual**2 / dof)
-    half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(np.diag(covariance) * max(1.0, chi2_dof))
+    quantile = (stats.t.ppf(0.5 + level / 2, dof) if chi2_dof > 1
+                else stats.norm.ppf(0.5 + level / 2))
+    half = quantile * np.sqrt(np.diag(covariance) * max(1.0, chi2_dof))
     return coef, coef - half, coef + half, chi2_dof
 
 
