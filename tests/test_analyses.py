@@ -98,7 +98,7 @@ def test_report_on_a_boundary_sweep(rng, tmp_path):
     text = path.read_text()
     law = fit.boundary_law(fit.generalization_boundary(runs, n_boot=100)).table.iloc[0]
     assert f"**c = {law.c:.4g}** [{law.c_lo:.4g}, {law.c_hi:.4g}]" in text
-    assert f"| c in p* = c·ln M / M | {law.c:.4g} [{law.c_lo:.4g}, {law.c_hi:.4g}] |" in text
+    assert f"| {fit.LAW_C} | {law.c:.4g} [{law.c_lo:.4g}, {law.c_hi:.4g}] |" in text
     assert "![phase diagram](phase_diagram.png)" in text
     assert (path.parent / "phase_diagram.png").exists()
     assert "```toml\n" + SWEEP_TOML.rstrip() + "\n```" in text
@@ -114,8 +114,8 @@ def test_report_on_a_wd_sweep_starts_with_its_laws(rng, tmp_path):
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections[:3] == ["## Laws tested", "## Stages of training: memorization, feature"
                             " emergence, grokking", "## Weight decay and grokking time (t ~ 1/η)"]
-    assert "| slope b of log t_grok vs log η |" in text and "rejected: CI excludes -1" in text
-    assert "| fraction of η = 0 runs that grok | 0 [0, " in text
+    assert f"| {fit.LAW_WD_SLOPE} |" in text and "rejected: CI excludes -1" in text
+    assert f"| {fit.LAW_ETA_ZERO} | 0 [0, " in text
     assert "![stages](stages.png)" in text and "![wd speed](wd_speed.png)" in text
     unsupported = text.split("## Not supported by this sweep\n\n")[1].split("\n")[0]
     assert unsupported.startswith("**Hidden-node spectra**: needs the features table")

@@ -177,10 +177,10 @@ def test_boundary_law_reports_c_b_and_method(rng):
     assert np.isfinite([row.b_free, row.g_free, row.a_free]).all()
     assert "g fixed at 1" in law.method
     laws = law.laws.set_index("law")
-    assert laws.loc["c in p* = c·ln M / M", "predicted"] == fit.REFERENCE_C
-    assert laws.loc["c in p* = c·ln M / M", "contains"] == (row.c_lo <= fit.REFERENCE_C
+    assert laws.loc[fit.LAW_C, "predicted"] == fit.REFERENCE_C
+    assert laws.loc[fit.LAW_C, "contains"] == (row.c_lo <= fit.REFERENCE_C
                                                              <= row.c_hi)
-    assert laws.loc["exponent b in p* ∝ M^-b·ln M", "value"] == row.b_g1
+    assert laws.loc[fit.LAW_B, "value"] == row.b_g1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,13 +281,13 @@ def test_wd_speed_recovers_planted_slope(rng):
 
 def test_wd_speed_laws_say_whether_the_ci_contains_the_prediction(rng):
     laws = fit.wd_speed(wd_runs(rng)).laws.set_index("law")
-    slope = laws.loc["slope b of log t_grok vs log η"]
+    slope = laws.loc[fit.LAW_WD_SLOPE]
     assert slope.contains and slope.verdict == "consistent: CI contains -1"
     assert slope.lo <= slope.value <= slope.hi and slope.predicted == -1
-    never = laws.loc["fraction of η = 0 runs that grok"]
+    never = laws.loc[fit.LAW_ETA_ZERO]
     assert never.value == 0 and never.contains and never.n_runs == 8
     shallow = fit.wd_speed(wd_runs(rng, slope=-0.7, noise=0.05)).laws.set_index("law")
-    assert shallow.loc["slope b of log t_grok vs log η", "verdict"] == "rejected: CI excludes -1"
+    assert shallow.loc[fit.LAW_WD_SLOPE, "verdict"] == "rejected: CI excludes -1"
 
 
 def test_wd_speed_refuses_a_two_point_slope(rng):
@@ -296,7 +296,7 @@ def test_wd_speed_refuses_a_two_point_slope(rng):
     assert row.status == "too few η" and np.isnan(row.b) and row.n_eta == 2
     assert "≥ 3 distinct η > 0, has 2 (0.0001, 0.001)" in row.message
     assert result.status == "partial"  # the η = 0 contrast stands without a slope
-    assert list(result.laws.law) == ["fraction of η = 0 runs that grok"]
+    assert list(result.laws.law) == [fit.LAW_ETA_ZERO]
 
 
 def test_wd_speed_where_nothing_grokked(rng):

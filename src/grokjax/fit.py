@@ -41,6 +41,12 @@ CONFIG_COLUMNS = ("group", "num_ops", "K", "activation", "loss", "optimizer", "l
                   "complex_weights", "imag_init_scale")
 # Row statuses of generalization_boundary whose p* (with its standard error) feeds the laws.
 BOUNDARY_ESTIMATED = ("ok", "separated")
+# The predictions the fits test (the ``law`` of their law rows).
+LAW_C = "c in p* = c·ln M / M"
+LAW_B = "exponent b in p* ∝ M^-b·ln M"
+LAW_WD_SLOPE = "slope b of log t_grok vs log η"
+LAW_ETA_ZERO = "fraction of η = 0 runs that grok"
+LAW_DK_EXPONENT = "exponent of d_k in c = n*/(M ln M)"
 LAW_COLUMNS = ("law", "condition", "value", "lo", "hi", "predicted", "prediction",
                "contains", "verdict", "n_runs")
 
@@ -66,6 +72,12 @@ class FitResult:
     @property
     def usable(self) -> bool:
         return self.status in ("ok", "partial")
+
+    def verdict(self, law: str, condition: str = "") -> str:
+        """'CI excludes 2; CI contains 1' for a law this fit tested, '' where it did not."""
+        rows = self.laws[(self.laws["law"] == law) & (self.laws["condition"] == condition)
+                         & self.laws["contains"].notna()]
+        return "; ".join(ci_text(row.contains, row.predicted) for row in rows.itertuples())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,9 +375,9 @@ def boundary_law(boundary: FitResult | pd.DataFrame, level: float = 0.95,
     used = int(result.loc[result["status"] == "ok", "n_runs"].sum())
     laws = []
     for row in result[result["status"] == "ok"].itertuples(index=False):
-        laws += [law_row("c in p* = c·ln M / M", row.condition, row.c, row.c_lo, row.c_hi,
+        laws += [law_row(LAW_C, row.condition, row.c, row.c_lo, row.c_hi,
                          reference_c, "the paper code's constant", row.n_runs),
-                 law_row("exponent b in p* ∝ M^-b·ln M", row.condition, row.b_g1, row.b_g1_lo,
+                 law_row(LAW_B, row.condition, row.b_g1, row.b_g1_lo,
                          row.b_g1_hi, 1.0, "Theorem 4: p ~ M⁻¹ log M", row.n_runs)]
     return FitResult(name, status, message, result, pd.DataFrame(), used, excluded, method,
                      _laws(laws))
@@ -497,11 +509,11 @@ def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
             " and tests nothing"})
     table = pd.DataFrame(rows).assign(condition=lambda t: condition_labels(t, conditions))
     for row in table[table["status"] == "ok"].itertuples(index=False):
-        laws.append(law_row("slope b of log t_grok vs log η", row.condition, row.b, row.b_lo,
+        laws.append(law_row(LAW_WD_SLOPE, row.condition, row.b, row.b_lo,
                             row.b_hi, PREDICTED_WD_SLOPE, "t_grok ~ 1/η", row.n_runs))
     for row in per_eta[per_eta["eta"] == 0].itertuples(index=False):
-        laws.append(law_row("fraction of η = 0 runs that grok", row.condition, row.fraction,
-                            row.fraction_lo, row.fraction_hi, 0.0, "none grok (Fig. 3)", row.n))
+        laws.append(law_row(LAW_ETA_ZERO, row.condition, row.fraction,
+                            row.fraction_lo, row.fraction_hi, 0.0, "none grok, Fig. 3", row.n))
     status, message = _overall(table)
     if status == "insufficient" and (per_eta["eta"] == 0).any():
         status = "partial"  # the η = 0 contrast stands without a slope
@@ -694,7 +706,7 @@ def irrep_scaling(boundary: FitResult, runs: pd.DataFrame, level: float = 0.95) 
         if estimate["status"] == "ok":
             for predicted, source in ((THEOREM_DK_EXPONENT, "Theorem 4: n ≳ d_k² M log M"),
                                       (CODE_DK_EXPONENT, "paper code: c·d_k/2")):
-                laws.append(law_row("exponent of d_k in c = n*/(M ln M)", condition,
+                laws.append(law_row(LAW_DK_EXPONENT, condition,
                                     estimate["exponent"], estimate["exponent_lo"],
                                     estimate["exponent_hi"], predicted, source,
                                     rows[-1]["n_runs"]))

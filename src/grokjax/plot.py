@@ -126,13 +126,6 @@ def _interval_text(value: float, lo: float, hi: float) -> str:
     return f"{value:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
-def _verdict(result: FitResult, law: str, condition: str) -> str:
-    """'CI contains −1' / 'CI excludes −1' for a law the fit tested, '' when it did not."""
-    rows = result.laws[(result.laws["law"] == law) & (result.laws["condition"] == condition)
-                       & result.laws["contains"].notna()]
-    return "; ".join(fit.ci_text(row.contains, row.predicted) for row in rows.itertuples())
-
-
 # ---------------------------------------------------------------------------------------------
 # The stages of training
 
@@ -227,7 +220,7 @@ def _columns_by_order(groups: pd.DataFrame) -> dict[str, tuple[float, float]]:
 
 
 def _law_label(law: FitResult, row: pd.Series) -> str:
-    verdict = _verdict(law, "c in p* = c·ln M / M", row["condition"])
+    verdict = law.verdict(fit.LAW_C, row["condition"])
     return f"fit: c = {_interval_text(row.c, row.c_lo, row.c_hi)} ({verdict})"
 
 
@@ -340,7 +333,7 @@ def plot_wd_speed(wd: FitResult) -> Figure:
         for position, cell in zip(x, cells.itertuples(index=False), strict=True):
             top.annotate(f"{cell.n_grokked}/{cell.n}", (position, cell.fraction), fontsize=8,
                          xytext=(0, 7), textcoords="offset points", ha="center")
-        law = _verdict(wd, "fraction of η = 0 runs that grok", label)
+        law = wd.verdict(fit.LAW_ETA_ZERO, label)
         top.set(ylim=(-0.05, 1.12), ylabel=f"fraction of seeds grokked\n({what})",
                 title=f"{label + ': ' if label else ''}η = 0 predicted never to grok"
                       + (f" ({law})" if law else ""))
@@ -356,7 +349,7 @@ def plot_wd_speed(wd: FitResult) -> Figure:
         if row["status"] == "ok":
             eta = np.geomspace(cells.loc[cells["n_grokked"] > 0, "eta"].min(),
                                cells["eta"].max(), 50)
-            verdict = _verdict(wd, "slope b of log t_grok vs log η", label)
+            verdict = wd.verdict(fit.LAW_WD_SLOPE, label)
             bottom.plot(eta, np.exp(row["a"]) * eta ** row["b"], color="black",
                         label=f"fit: b = {_interval_text(row.b, row.b_lo, row.b_hi)}\n"
                               f"({verdict})")
@@ -474,7 +467,7 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
         degrees = np.geomspace(0.9, panel["d_k"].max() * 1.1, 50)
         if row["status"] == "ok":
             exponent = _interval_text(row.exponent, row.exponent_lo, row.exponent_hi)
-            verdict = _verdict(irrep, "exponent of d_k in c = n*/(M ln M)", label)
+            verdict = irrep.verdict(fit.LAW_DK_EXPONENT, label)
             ax.plot(degrees, row["c_at_1"] * degrees ** row["exponent"], color="black",
                     label=f"fit: c ∝ d_k^{exponent}\n({verdict})")
             for form, exponent, style in (("theorem", fit.THEOREM_DK_EXPONENT, "--"),

@@ -101,11 +101,13 @@ def law_section(result: FitResult, level: float) -> list[str]:
             lines += [f"- {heading}{row.status}: {row.message}"]
             continue
         lines += [
-            f"- {heading}**c = {row.c:.4g}** [{row.c_lo:.4g}, {row.c_hi:.4g}] ({level:.0%} CI)"
-            f" from {row.n_groups} groups (M = {row.M_min}…{row.M_max}, {row.n_runs} runs);"
-            f" reduced χ² = {row.c_chi2_dof:.3g}.",
+            f"- {heading}**c = {row.c:.4g}** [{row.c_lo:.4g}, {row.c_hi:.4g}] ({level:.0%} CI;"
+            f" {result.verdict(fit.LAW_C, row.condition)}) from {row.n_groups}"
+            f" groups (M = {row.M_min}…{row.M_max}, {row.n_runs} runs); reduced χ² ="
+            f" {row.c_chi2_dof:.3g}.",
             f"- Exponent with g fixed at 1 (the headline b): **b = {row.b_g1:.4g}**"
-            f" [{row.b_g1_lo:.4g}, {row.b_g1_hi:.4g}].",
+            f" [{row.b_g1_lo:.4g}, {row.b_g1_hi:.4g}]"
+            f" ({result.verdict(fit.LAW_B, row.condition)}).",
         ]
         if np.isfinite(row.b_free):
             lines.append(
@@ -199,7 +201,9 @@ def irrep_section(result: FitResult, level: float) -> list[str]:
             continue
         lines.append(
             f"- {heading}c ∝ d_k^e with **e = {row.exponent:.3g}** [{row.exponent_lo:.3g},"
-            f" {row.exponent_hi:.3g}] from {row.n_groups} groups at {row.n_degrees} degrees"
+            f" {row.exponent_hi:.3g}]"
+            f" ({result.verdict(fit.LAW_DK_EXPONENT, row.condition)}) from {row.n_groups}"
+            f" groups at {row.n_degrees} degrees"
             f" (reduced χ² {row.chi2_dof:.3g}); fixed forms: χ² = {row.chi2_theorem:.3g} for"
             f" c = {row.c_theorem:.3g}·d_k², χ² = {row.chi2_code:.3g} for"
             f" c = {row.c_code:.3g}·d_k; the data favour **{row.favoured}**.")
