@@ -33,6 +33,7 @@ THEOREM_DK_EXPONENT, CODE_DK_EXPONENT = 2.0, 1.0
 # The one grokking threshold: a run's grokking step is the first step with test accuracy at the
 # level at which it counts as generalized (results.GENERALIZED_TEST_ACC = 0.99).
 GROKKED_COLUMN = f"step_test_acc_{round(GENERALIZED_TEST_ACC * 100):03d}"
+GROKKED_TEXT = f"test accuracy ≥ {GENERALIZED_TEST_ACC:g}"
 # Columns that define an experimental condition. Split columns derived from train_fraction
 # (test_size, critical_ratio_delta, n_train, c_eff) and bookkeeping columns are left out.
 CONFIG_COLUMNS = ("group", "num_ops", "K", "activation", "loss", "optimizer", "lr",
@@ -449,12 +450,6 @@ def lr_effect(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
     return FitResult(name, "ok", "", cells, pd.DataFrame(), len(usable), excluded, method)
 
 
-def threshold_text(threshold_col: str) -> str:
-    """'step_test_acc_099' -> 'test accuracy ≥ 0.99'."""
-    digits = threshold_col.rsplit("_", 1)[-1]
-    return f"test accuracy ≥ {int(digits) / 100:g}" if digits.isdigit() else threshold_col
-
-
 def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
     """Grokking time against weight decay: log t_grok = a + b·log η over the runs with η > 0
     that grokked (Li₂: b ≈ −1), and the fraction of η = 0 runs that grok (Fig. 3: none).
@@ -484,12 +479,12 @@ def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
                              fraction_hi=hi, condition=condition_labels(per_eta, conditions))
     positive = frame["eta"] > 0
     on_line = positive & frame["grokked"] & (frame["t_grok"] > 0)
-    what = threshold_text(GROKKED_COLUMN)
     excluded = pd.concat([
         excluded,
         _exclusions(frame[~positive], "η = 0: log η undefined (counted in the η = 0 contrast)"),
-        _exclusions(frame[positive & ~frame["grokked"]], f"never reached {what} (censored)"),
-        _exclusions(frame[positive & frame["grokked"] & ~on_line], f"{what} at step 0"),
+        _exclusions(frame[positive & ~frame["grokked"]],
+                    f"never reached {GROKKED_TEXT} (censored)"),
+        _exclusions(frame[positive & frame["grokked"] & ~on_line], f"{GROKKED_TEXT} at step 0"),
     ])
     rows, laws = [], []
     for key, cell in (frame.groupby(conditions, dropna=False, sort=True) if conditions
@@ -519,12 +514,12 @@ def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
         status = "partial"  # the η = 0 contrast stands without a slope
     censored = int(per_eta.loc[per_eta["eta"] > 0, "n_never"].sum())
     if censored:
-        note = (f"{censored} run(s) with η > 0 never reached {what} and are left out of the"
-                " slope (censored), which biases b towards 0 if they sit at small η")
+        note = (f"{censored} run(s) with η > 0 never reached {GROKKED_TEXT} and are left out of"
+                " the slope (censored), which biases b towards 0 if they sit at small η")
         message = "; ".join(m for m in (message, note) if m)
-    method = (f"ordinary least squares of log t_grok on log η over runs that reached {what};"
-              f" {level:.0%} CI on b from the OLS standard error (t distribution); Wilson"
-              f" {level:.0%} intervals on the fraction grokked per η")
+    method = (f"ordinary least squares of log t_grok on log η over runs that reached"
+              f" {GROKKED_TEXT}; {level:.0%} CI on b from the OLS standard error (t"
+              f" distribution); Wilson {level:.0%} intervals on the fraction grokked per η")
     return FitResult(name, status, message, table, per_eta, int(table["n_runs"].sum()),
                      excluded, method, _laws(laws))
 

@@ -321,7 +321,7 @@ def plot_wd_speed(wd: FitResult) -> Figure:
     per_eta, labels = _fit_panels(wd, "weight-decay", "detail")
     if len(labels) > 4:
         raise PlotSkipped(f"{len(labels)} conditions would need a column each (limit 4)")
-    what = fit.threshold_text(fit.GROKKED_COLUMN)
+    what = fit.GROKKED_TEXT
     figure = Figure(figsize=(6.2 * len(labels), 8.0), layout="constrained")
     axes = figure.subplots(2, len(labels), sharex="col", squeeze=False)
     for (top, bottom), label in zip(axes.T, labels, strict=True):

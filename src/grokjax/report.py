@@ -244,7 +244,7 @@ def render_report(results_dir: Path, runs: pd.DataFrame, sections: list[tuple],
     lines = [f"# grokjax report{': ' + sweeps if sweeps else ''}", "",
              f"{len(runs)} runs read from `{results_dir}`; {len(usable)} usable,"
              f" {len(excluded)} excluded. A run has grokked at the first step with"
-             f" {fit.threshold_text(fit.GROKKED_COLUMN)} and generalized when its final test"
+             f" {fit.GROKKED_TEXT} and generalized when its final test"
              f" accuracy is ≥ 0.99.", ""]
     if len(excluded):
         kinds = excluded["reason"].str.split(" at step").str[0].value_counts()
