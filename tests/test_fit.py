@@ -406,6 +406,9 @@ def test_irrep_scaling_keeps_a_group_that_never_generalized_as_a_bound(rng):
     largest_p = runs.loc[lost, "train_fraction"].max()
     assert bound.c_bound == pytest.approx(largest_p * 1031 / np.log(1031))
     assert np.isnan(bound.c)
+    # only the bounded group is judged: does a form's c at d_k = 6 fall below the bound?
+    assert result.detail.set_index("group").contradicts_code.notna().tolist() == [
+        group == "1031" for group in result.detail.group]
 
 
 def test_irrep_scaling_needs_three_degrees(rng):

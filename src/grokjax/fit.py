@@ -692,8 +692,9 @@ def irrep_scaling(boundary: FitResult, runs: pd.DataFrame, level: float = 0.95) 
         for form in ("theorem", "code"):
             constant = estimate[f"c_{form}"]
             exponent = THEOREM_DK_EXPONENT if form == "theorem" else CODE_DK_EXPONENT
-            cell = cell.assign(**{f"contradicts_{form}": cell["c_bound"]
-                                  > constant * cell["d_k"] ** exponent})
+            contradicts = cell["c_bound"] > constant * cell["d_k"] ** exponent
+            cell = cell.assign(**{f"contradicts_{form}": contradicts.where(
+                cell["c_bound"].notna())})  # only a group that never generalized has a bound
         details.append(cell)
         rows.append({"condition": condition, **estimate,
                      "n_runs": int(fitted["n_runs"].sum()),

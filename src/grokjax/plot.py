@@ -446,16 +446,14 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
     group with its CI, groups that never generalized as lower bounds (▲), the fitted power law
     and the two forms in question, c ∝ d_k² (Theorem 4) and c ∝ d_k (the paper's code)."""
     groups, labels = _fit_panels(irrep, "irrep-scaling", "detail")
-    figure, axes = _panels(labels, width=7.0, height=5.2)
+    figure, axes = _panels(labels, width=9.5, height=5.2)
     for ax, label in zip(axes, labels, strict=True):
         panel = groups[groups["condition"] == label]
-        estimated = panel[np.isfinite(panel["c"])]
-        ax.errorbar(estimated["d_k"], estimated["c"],
-                    yerr=[estimated["c"] - estimated["c_lo"], estimated["c_hi"] - estimated["c"]],
-                    fmt="o", color="C0", capsize=3, label="c per group, 95% CI")
-        for index, row in enumerate(estimated.sort_values(["d_k", "c"]).itertuples()):
-            ax.annotate(row.group, (row.d_k, row.c), fontsize=7, textcoords="offset points",
-                        xytext=(5, 3 if index % 2 else -9))  # alternate: equal d_k collide
+        estimated = panel[np.isfinite(panel["c"])].sort_values(["d_k", "M"])
+        for index, row in enumerate(estimated.itertuples(index=False)):
+            ax.errorbar(row.d_k, row.c, yerr=[[row.c - row.c_lo], [row.c_hi - row.c]], fmt="o",
+                        color=colormaps["tab10"](index % 10), capsize=3,
+                        label=f"{row.group} (M = {row.M}), 95% CI")
         bounds = panel[panel["c_bound"].notna()]
         if len(bounds):
             ax.plot(bounds["d_k"], bounds["c_bound"], "^", color="C3", ms=8,
@@ -480,6 +478,6 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
         ax.set(xscale="log", yscale="log", xlabel="largest irrep degree d_k (log scale)",
                ylabel="boundary constant c = p*·M / ln M (log scale)")
         _fixed_ticks(ax.xaxis, degrees_tried, [f"{d:g}" for d in degrees_tried])
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     figure.suptitle("Boundary constant vs largest irrep degree: d_k² (Theorem 4) or d_k (code)?")
     return figure
