@@ -1,4 +1,5 @@
-"""Scaling-law fits on synthetic runs tables with planted laws (test_plot.py reuses the tables)."""
+"""Scaling-law fits on synthetic runs tables with planted laws (test_plot.py and
+test_analyses.py reuse the tables)."""
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,7 @@ def wd_runs(rng, etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), seeds=8, slope=PLANTED_WD_
     step[~reached] = pd.NA
     return runs_table(np.full(eta.size, 71), 0.4, reached, weight_decay=eta,
                       seed=np.tile(np.arange(seeds), len(etas) + 1), steps=steps,
-                      eval_every=eval_every, step_test_acc_095=step)
+                      eval_every=eval_every, **{fit.GROKKED_COLUMN: step})
 
 
 def width_runs(rng, order=23, widths=(8, 16, 32, 44, 64, 128, 256), n_trains=(60, 120, 240, 480),
@@ -97,6 +98,31 @@ def lr_runs(rng, lrs=(5e-4, 1e-3, 2e-3, 5e-3), fractions=(0.2, 0.3), seeds=10):
     generalized = rng.random(lr.size) < np.clip(1.5 - lr / 4e-3, 0, 1)
     return runs_table(np.full(lr.size, 71), p, generalized, lr=lr,
                       seed=np.tile(np.arange(seeds), len(lrs) * len(fractions)))
+
+
+def synthetic_curves(runs: pd.DataFrame, points: int = 40, diagnostics: bool = False):
+    """Train accuracy rises by step ~100; test accuracy rises at the run's grokking step (or
+    stays near chance when it never got there); with diagnostics, ‖G_F‖ decays and the
+    frequency-dominated fraction rises with test accuracy."""
+    steps = np.unique(np.geomspace(1, runs["steps"].max(), points).astype(np.int64))
+    steps = np.concatenate([[0], steps])
+    t_grok = fit.as_float(runs[fit.GROKKED_COLUMN])
+    t_grok = np.where(np.isfinite(t_grok), t_grok, 1e12)[:, None]
+    log_step = np.log(np.maximum(steps, 1))[None, :]
+    train = np.broadcast_to(1 / (1 + np.exp(-(log_step - np.log(100)) / 0.3)),
+                            (len(runs), len(steps)))
+    test = 0.05 + 0.95 / (1 + np.exp(-(log_step - np.log(t_grok)) / 0.15))
+    frame = pd.DataFrame({
+        "run_id": np.repeat(runs["run_id"].to_numpy(object), len(steps)),
+        "step": np.tile(steps, len(runs)),
+        "train_loss": (1 - train).ravel(), "test_loss": (1 - test).ravel(),
+        "train_acc": train.ravel(), "test_acc": test.ravel(),
+    }).astype({"run_id": "string"})
+    if diagnostics:
+        frame = frame.assign(G_F_norm=np.exp(-frame["step"] / 500) + 0.1,
+                             FtF_off_diag_ratio=0.06 - 0.05 * frame["test_acc"],
+                             frequency_dominated_fraction=frame["test_acc"])
+    return frame
 
 
 @pytest.fixture
@@ -150,6 +176,11 @@ def test_boundary_law_reports_c_b_and_method(rng):
     assert row.b_g1_lo < row.b_g1 < row.b_g1_hi and abs(row.b_g1 - 1) < 0.3
     assert np.isfinite([row.b_free, row.g_free, row.a_free]).all()
     assert "g fixed at 1" in law.method
+    laws = law.laws.set_index("law")
+    assert laws.loc[fit.LAW_C, "predicted"] == fit.REFERENCE_C
+    assert laws.loc[fit.LAW_C, "contains"] == (row.c_lo <= fit.REFERENCE_C
+                                                             <= row.c_hi)
+    assert laws.loc[fit.LAW_B, "value"] == row.b_g1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,26 +248,6 @@ def test_unfinished_and_diverged_runs_are_excluded_with_reasons(rng):
                        "run00001": "diverged at step 250"}
 
 
-def test_empty_table_and_missing_columns():
-    empty = runs_table(np.array([], dtype=int), 0.2, np.array([], dtype=bool))
-    for result in fit.fit_all(empty).values():
-        assert result.status == "unsupported" and "empty" in result.message
-    assert fit.generalization_boundary(empty).status == "insufficient"
-    assert fit.wd_speed(empty).status == "insufficient"
-    lacking = fit.wd_speed(pd.DataFrame({"weight_decay": [1e-4], "final_test_acc": [1.0]}))
-    assert lacking.status == "unsupported" and "step_test_acc_095" in lacking.message
-    assert fit.boundary_law(pd.DataFrame()).status == "insufficient"
-
-
-def test_all_runs_diverged(rng):
-    runs = boundary_runs(rng, orders=(23, 41, 71), seeds=4).assign(diverged=True, diverged_step=7)
-    results = fit.fit_all(runs, n_boot=20)
-    assert results["generalization_boundary"].status == "insufficient"
-    assert results["boundary_law"].status == "unsupported"
-    assert results["collapse"].status == "insufficient"
-    assert len(results["collapse"].excluded) == len(runs)
-
-
 def test_optional_columns_are_not_required(rng):
     runs = boundary_runs(rng, orders=(23, 41, 71), seeds=8)
     slim = runs[["group", "M", "train_fraction", "generalized", "c_eff"]]
@@ -258,20 +269,42 @@ def test_boundary_law_with_three_groups_skips_free_form(rng):
 def test_wd_speed_recovers_planted_slope(rng):
     result = fit.wd_speed(wd_runs(rng))
     row = result.table.iloc[0]
-    assert result.usable and row.b_lo <= PLANTED_WD_SLOPE <= row.b_hi
+    assert result.status == "ok" and row.b_lo <= PLANTED_WD_SLOPE <= row.b_hi
     assert abs(row.b - PLANTED_WD_SLOPE) < 0.15
     per_eta = result.detail.set_index("eta")
-    assert list(per_eta.index) == [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]  # η = 0 is left out
-    assert per_eta.n_never.sum() + per_eta.n_grokked.sum() == 40
+    assert list(per_eta.index) == [0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3]  # η = 0 kept, on its own
+    assert per_eta.loc[0, "n_grokked"] == 0 and per_eta.loc[0, "fraction_hi"] > 0
+    assert per_eta.n_never.sum() + per_eta.n_grokked.sum() == 48
     reasons = result.excluded.reason.value_counts()
-    assert reasons["weight_decay ≤ 0: log η undefined"] == 8
+    assert reasons["η = 0: log η undefined (counted in the η = 0 contrast)"] == 8
+
+
+def test_wd_speed_laws_say_whether_the_ci_contains_the_prediction(rng):
+    laws = fit.wd_speed(wd_runs(rng)).laws.set_index("law")
+    slope = laws.loc[fit.LAW_WD_SLOPE]
+    assert slope.contains and slope.verdict == "consistent: CI contains -1"
+    assert slope.lo <= slope.value <= slope.hi and slope.predicted == -1
+    never = laws.loc[fit.LAW_ETA_ZERO]
+    assert never.value == 0 and never.contains and never.n_runs == 8
+    shallow = fit.wd_speed(wd_runs(rng, slope=-0.7, noise=0.05)).laws.set_index("law")
+    assert shallow.loc[fit.LAW_WD_SLOPE, "verdict"] == "rejected: CI excludes -1"
+
+
+def test_wd_speed_refuses_a_two_point_slope(rng):
+    result = fit.wd_speed(wd_runs(rng, etas=(1e-4, 1e-3)))
+    row = result.table.iloc[0]
+    assert row.status == "too few η" and np.isnan(row.b) and row.n_eta == 2
+    assert "≥ 3 distinct η > 0, has 2 (0.0001, 0.001)" in row.message
+    assert result.status == "partial"  # the η = 0 contrast stands without a slope
+    assert list(result.laws.law) == [fit.LAW_ETA_ZERO]
 
 
 def test_wd_speed_where_nothing_grokked(rng):
-    runs = wd_runs(rng, steps=5)
-    result = fit.wd_speed(runs)
-    assert result.status == "insufficient" and "no run" in result.message
-    assert result.detail.n_never.sum() == 40
+    result = fit.wd_speed(wd_runs(rng, steps=5))
+    assert result.table.status.iloc[0] == "too few η" and "has 0 (none)" in result.message
+    assert result.detail.n_never.sum() == 48
+    no_zero = fit.wd_speed(wd_runs(rng, steps=5).query("weight_decay > 0"))
+    assert no_zero.status == "insufficient"
 
 
 def test_lr_effect_wilson_intervals(rng):
@@ -279,8 +312,6 @@ def test_lr_effect_wilson_intervals(rng):
     table = result.table
     assert result.status == "ok" and len(table) == 8
     assert ((table.fraction_lo <= table.fraction) & (table.fraction <= table.fraction_hi)).all()
-    lo, hi = fit.wilson_interval(0, 10)
-    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-3)  # textbook Wilson value
 
 
 def test_collapse_bins_by_c_eff(rng):
@@ -302,18 +333,6 @@ def test_memorization_width(rng):
     assert row.status == "ok" and row.n_points == 4 and row.slope_lo < 0.5 < row.slope_hi
 
 
-def test_fit_all_runs_what_the_table_supports(rng):
-    results = fit.fit_all(boundary_runs(rng, orders=(23, 41, 71)), n_boot=50)
-    assert results["generalization_boundary"].status == "ok"
-    assert results["boundary_law"].status == "ok"
-    assert results["collapse"].status == "ok"
-    for name in ("wd_speed", "lr_effect", "memorization_width"):
-        assert results[name].status == "unsupported"
-    assert "weight_decay is constant (0.0002)" in results["wd_speed"].message
-    wd = fit.fit_all(wd_runs(rng))
-    assert wd["wd_speed"].usable and wd["generalization_boundary"].status == "unsupported"
-
-
 @pytest.mark.parametrize("column, values, labels", [
     ("lr", (5e-4, 5e-3), {"lr=0.0005", "lr=0.005"}),
     # Variants the fits once pooled: their columns were missing from fit.CONFIG_COLUMNS.
@@ -327,3 +346,79 @@ def test_conditions_split_fits(rng, column, values, labels):
     boundary = fit.generalization_boundary(runs, n_boot=50)
     assert len(boundary.table) == 6 and set(boundary.table.condition) == labels
     assert len(fit.boundary_law(boundary).table) == 2
+
+
+def test_wd_speed_names_a_missing_grokking_column():
+    lacking = fit.wd_speed(pd.DataFrame({"weight_decay": [1e-4], "final_test_acc": [1.0]}))
+    assert lacking.status == "unsupported" and fit.GROKKED_COLUMN in lacking.message
+    assert fit.GROKKED_COLUMN == "step_test_acc_099"  # the same 0.99 as `generalized`
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages over training, and the boundary constant against the largest irrep degree
+
+
+def test_stages_median_band_and_stage_steps(rng):
+    runs = wd_runs(rng, etas=(1e-4, 1e-3), seeds=5)
+    runs["step_features_emerged"] = pd.array([pd.NA] * 5 + [300] * 5 + [80, 90, 90, 95, 400],
+                                             dtype="Int64")
+    curves = synthetic_curves(runs, diagnostics=True)
+    result = fit.stages(runs, curves)
+    assert result.status == "ok" and result.n_runs == 15
+    assert set(result.detail.metric) == set(fit.STAGE_METRICS)
+    last = curves[curves.step == curves.step.max()].merge(runs[["run_id", "weight_decay"]])
+    at_end = result.detail.query("metric == 'test_acc' and step == @curves.step.max()")
+    assert at_end["median"].tolist() == pytest.approx(
+        last.groupby("weight_decay").test_acc.median().tolist())
+    assert (at_end.q25 <= at_end["median"]).all() and (at_end["median"] <= at_end.q75).all()
+    table = result.table.set_index("weight_decay")
+    assert np.isnan(table.loc[0, "grokked step"]) and table.loc[0, "grokked runs"] == 0
+    assert table.loc[1e-3, "features emerged step"] == 90  # the median of five runs
+    assert table.loc[1e-3, "grokked step"] == runs[runs.weight_decay == 1e-3][
+        fit.GROKKED_COLUMN].median()
+    assert fit.stages(runs, None).status == "unsupported"
+
+
+def irrep_runs(rng, exponent, constant=0.5, degrees=(1, 2, 3, 4, 6),
+               orders=(1009, 1013, 1019, 1021, 1031)):
+    """Planted boundary constants c = constant·d_k^exponent, one group per degree."""
+    tables = [boundary_runs(rng, orders=(order,), c=constant * degree**exponent, seeds=12)
+              .assign(max_irrep_degree=degree) for order, degree in zip(orders, degrees,
+                                                                         strict=True)]
+    runs = pd.concat(tables, ignore_index=True)
+    return runs.assign(run_id=[f"run{i:05d}" for i in range(len(runs))])
+
+
+@pytest.mark.parametrize("planted, favoured, rejected", [(2.0, "d_k² (Theorem 4)", 1.0),
+                                                         (1.0, "d_k (code)", 2.0)])
+def test_irrep_scaling_recovers_the_planted_exponent(rng, planted, favoured, rejected):
+    runs = irrep_runs(rng, planted)
+    result = fit.irrep_scaling(fit.generalization_boundary(runs, n_boot=200), runs)
+    row = result.table.iloc[0]
+    assert result.status == "ok" and row.n_groups == 5 and row.n_degrees == 5
+    assert row.exponent_lo <= planted <= row.exponent_hi and abs(row.exponent - planted) < 0.3
+    assert row.favoured == favoured
+    laws = result.laws.set_index("predicted")
+    assert laws.loc[planted, "contains"] and not laws.loc[rejected, "contains"]
+
+
+def test_irrep_scaling_keeps_a_group_that_never_generalized_as_a_bound(rng):
+    runs = irrep_runs(rng, 2.0)
+    lost = runs[runs.max_irrep_degree == 6].index
+    runs.loc[lost, "generalized"] = False  # d_k = 6 never generalized on its grid
+    boundary = fit.generalization_boundary(runs, n_boot=100)
+    result = fit.irrep_scaling(boundary, runs)
+    assert result.table.iloc[0].n_groups == 4 and result.table.iloc[0].groups_never == "1031"
+    bound = result.detail.set_index("group").loc["1031"]
+    largest_p = runs.loc[lost, "train_fraction"].max()
+    assert bound.c_bound == pytest.approx(largest_p * 1031 / np.log(1031))
+    assert np.isnan(bound.c)
+    # only the bounded group is judged: does a form's c at d_k = 6 fall below the bound?
+    assert result.detail.set_index("group").contradicts_code.notna().tolist() == [
+        group == "1031" for group in result.detail.group]
+
+
+def test_irrep_scaling_needs_three_degrees(rng):
+    runs = irrep_runs(rng, 2.0, degrees=(1, 2, 2, 1, 2))
+    result = fit.irrep_scaling(fit.generalization_boundary(runs, n_boot=50), runs)
+    assert result.status == "insufficient" and "≥ 3 distinct d_k, has 2 ([1, 2])" in result.message

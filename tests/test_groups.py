@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from grokjax import groups
 from grokjax.groups import GroupError, check_group, nonabelian_dk2_groups, parse_group
+from grokjax.spec import load as load_sweep
 
 SMALL_GROUPS = [
     "23", "2x3x4", "mul5", "mul23", "mul97", "dihedral6", "dihedral14", "dihedral128",
@@ -96,6 +98,10 @@ def test_irrep_degrees_square_sum_to_order_one_per_class(spec):
         ("dicyclic12", [1, 1, 1, 1, 2, 2]),
         ("semidirect:7:3:2", [1, 1, 1, 3, 3]),  # the Frobenius group of order 21
         ("semidirect:31:5:2", [1] * 5 + [5] * 6),  # order 155, largest degree = ord(2 mod 31)
+        ("semidirect:5:4:2", [1, 1, 1, 1, 4]),  # the Frobenius group F_20
+        ("semidirect:13:4:5", [1] * 4 + [4] * 3),  # the Frobenius group of order 52
+        ("semidirect:7:6:3", [1] * 6 + [6]),  # AGL(1, 7), the Frobenius group F_42
+        ("dihedral24", [1] * 4 + [2] * 5),
     ],
 )
 def test_known_irrep_degrees(spec, degrees):
@@ -262,3 +268,14 @@ def test_group_keeps_its_positional_construction_and_cache():
     assert group.is_group and group.max_irrep_degree == 1
     assert parse_group("dihedral14") is parse_group("dihedral14")
     assert parse_group("s4").irrep_degrees == parse_group("S4").irrep_degrees
+
+
+def test_irrep_sweep_spans_largest_degrees_1_to_6():
+    """sweeps/irrep.toml's groups and the largest irrep degree d_k each contributes."""
+    sweep = load_sweep(Path(__file__).parents[1] / "sweeps" / "irrep.toml")
+    groups = [group for grid in sweep.grids for group in grid["group"]]
+    degrees = {group: parse_group(group).max_irrep_degree for group in groups}
+    assert degrees == {"23": 1, "dihedral24": 2, "semidirect:7:3:2": 3, "A4": 3, "S4": 3,
+                       "semidirect:5:4:2": 4, "semidirect:13:4:5": 4, "A5": 5,
+                       "semidirect:7:6:3": 6}
+    assert all(12 <= parse_group(group).order <= 60 for group in groups)  # similar orders

@@ -127,44 +127,51 @@ def cmd_summary(args) -> int:
 
 def _results_dir(path: str) -> Path:
     directory = Path(path)
-    if not results.has_table(directory, "runs"):
+    try:
+        empty = results.read_runs(directory).empty
+    except (FileNotFoundError, OSError, ValueError):
+        empty = True
+    if empty:
         raise spec.SpecError([f"no runs tables in {directory}; run `grokjax sweep` first"])
     return directory
 
 
 def cmd_fit(args) -> int:
-    """Every scaling-law fit the table supports, printed; the others say why not."""
-    from grokjax import fit
+    """Every analysis the tables support, printed with the laws it tested; the others say why
+    not, one line each."""
+    from grokjax import analyses
 
-    runs = results.read_runs(_results_dir(args.dir))
+    fits = analyses.fit_all(*analyses.read_tables(_results_dir(args.dir)),
+                            n_boot=args.bootstrap)
     with pd.option_context("display.width", 160, "display.max_columns", 30):
-        for name, result in fit.fit_all(runs, n_boot=args.bootstrap).items():
+        for name, result in fits.items():
             print(f"\n== {name}: {result.status}. {result.message}")
-            if result.usable:
-                print(f"   ({result.n_runs} runs, {len(result.excluded)} excluded; "
-                      f"{result.method})")
-                print(result.table.to_string(float_format=lambda v: f"{v:.4g}"))
+            if not result.usable:
+                continue
+            print(f"   ({result.n_runs} runs, {len(result.excluded)} excluded; {result.method})")
+            print(result.table.to_string(float_format=lambda v: f"{v:.4g}"))
+            if len(result.laws):
+                print("   laws tested:")
+                print(result.laws.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
 def cmd_plot(args) -> int:
-    from grokjax import plot
+    from grokjax import analyses
 
     directory = _results_dir(args.dir)
-    curves = results.read_curves(directory) if results.has_table(directory, "curves") else None
-    features = (results.read_features(directory)
-                if results.has_table(directory, "features") else None)
+    fits = analyses.fit_all(*analyses.read_tables(directory), n_boot=args.bootstrap)
     out_dir = Path(args.out) if args.out else directory / "_figures"
-    outcomes = plot.plot_all(results.read_runs(directory), curves, out_dir, features=features)
-    for name, outcome in outcomes.items():
-        print(f"{name}: {outcome.path or 'skipped: ' + str(outcome.reason)}")
+    for name, (path, reason) in analyses.save_figures(analyses.draw_figures(fits),
+                                                      out_dir).items():
+        print(f"{name}: {path or 'skipped: ' + reason}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from grokjax import report
+    from grokjax import analyses
 
-    path = report.write_report(_results_dir(args.dir), args.out, n_boot=args.bootstrap)
+    path = analyses.write_report(_results_dir(args.dir), args.out, n_boot=args.bootstrap)
     print(f"wrote {path}")
     return 0
 
@@ -230,9 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("report", cmd_report, "fits, figures and provenance as a Markdown report")):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("dir", help="e.g. results/ratio")
-        if name != "plot":
-            sub.add_argument("--bootstrap", type=int, default=1000,
-                             help="bootstrap replicates for the confidence intervals")
+        sub.add_argument("--bootstrap", type=int, default=1000,
+                         help="bootstrap replicates for the confidence intervals")
         sub.add_argument("--out", default=None, help="output file (report) or directory (plot)")
         sub.set_defaults(func=func)
     summary = commands.add_parser("summary", help="summarise a results directory")

@@ -1,80 +1,25 @@
-"""A Markdown report of one results directory: fitted laws with CIs, figures and provenance.
+"""Markdown of a results directory's analyses: the laws tested, each analysis's section with its
+figures, the analyses the sweep cannot support, and provenance.
 
-    write_report("results/ratio")   # -> results/ratio/_report/report.md, figures beside it
-
-The report folder's name starts with '_' because Parquet readers skip such names; a plain
-``report/`` holding PNG files would break ``pandas.read_parquet("results/<sweep>")``.
+:func:`grokjax.analyses.write_report` fits, draws and calls :func:`render_report`; the section
+renderers here turn one FitResult into Markdown lines. The report folder's name starts with '_'
+because Parquet readers skip such names; a plain ``report/`` holding PNG files would break
+``pandas.read_parquet("results/<sweep>")``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from grokjax import fit, plot, results
+from grokjax import fit
 from grokjax.fit import FitResult
-from grokjax.results import METADATA_KEY
 
 REPORT_DIR = "_report"
 MAX_EXCLUDED_LISTED = 50
-TITLES = {
-    "generalization_boundary": "Generalization boundary p*(M)",
-    "boundary_law": "Boundary law p* = c·ln M / M",
-    "collapse": "Collapse onto c_eff = n_train / (M ln M)",
-    "wd_speed": "Weight decay and grokking time (t ~ 1/η)",
-    "lr_effect": "Learning rate near the boundary",
-    "memorization_width": "Width to memorize and to generalize",
-}
-FIGURES = {  # the figures shown in each fit's section
-    "generalization_boundary": ("phase_diagram",),
-    "collapse": ("collapse",),
-    "wd_speed": ("wd_speed",),
-    "lr_effect": ("lr_effect",),
-    "memorization_width": ("memorization_width",),
-}
-
-
-def write_report(results_dir: str | Path, out_path: str | Path | None = None,
-                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Path:
-    """Fit, plot and write ``report.md`` for ``results_dir``; returns the report's path."""
-    results_dir = Path(results_dir)
-    runs = results.read_runs(results_dir)
-    curves = results.read_curves(results_dir) if results.has_table(results_dir, "curves") else None
-    out_path = Path(out_path) if out_path else results_dir / REPORT_DIR / "report.md"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fits = fit.fit_all(runs, n_boot=n_boot, level=level, seed=seed)
-    features = (results.read_features(results_dir)
-                if results.has_table(results_dir, "features") else None)
-    figures = plot.plot_all(runs, curves, out_path.parent, fits=fits, features=features)
-    text = render_report(results_dir, runs, fits, figures, read_provenance(results_dir),
-                         out_path.parent, level)
-    out_path.write_text(text, encoding="utf-8")
-    return out_path
-
-
-def read_provenance(results_dir: str | Path) -> tuple[dict | None, list[str]]:
-    """The grokjax metadata of the first runs part that has it, and any git commits on which
-    the parts disagree (a sweep resumed after the code changed)."""
-    found = []
-    for part in sorted((Path(results_dir) / "runs").glob("*.parquet")):
-        raw = (pq.read_schema(part).metadata or {}).get(METADATA_KEY)
-        try:
-            metadata = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            metadata = None
-        if isinstance(metadata, dict):
-            found.append(metadata)
-    commits = sorted({str(meta.get("git_commit")) for meta in found})
-    return (found[0] if found else None), (commits if len(commits) > 1 else [])
-
-
-# ---------------------------------------------------------------------------------------------
-# Markdown building blocks
 
 
 def _cell(value) -> str:
@@ -107,39 +52,38 @@ def _interval(frame: pd.DataFrame, value: str, lo: str, hi: str) -> pd.Series:
                      index=frame.index, dtype=object)
 
 
-def _figure_links(names, figures: dict[str, plot.PlotOutcome], base: Path) -> list[str]:
+def figure_links(outcomes: dict[str, tuple[Path | None, str]], base: Path) -> list[str]:
+    """An image line per drawn figure, an italic line saying why for each one not drawn."""
     lines = []
-    for name in names:
-        outcome = figures.get(name)
-        if outcome and outcome.path:
-            link = Path(os.path.relpath(outcome.path, base)).as_posix()
+    for name, (path, reason) in outcomes.items():
+        if path:
+            link = Path(os.path.relpath(path, base)).as_posix()
             lines.append(f"![{name.replace('_', ' ')}]({link})")
-        elif outcome:
-            lines.append(f"_Figure {name} not drawn: {outcome.reason}_")
+        else:
+            lines.append(f"_Figure {name} not drawn: {reason}_")
     return lines
 
 
 # ---------------------------------------------------------------------------------------------
-# Sections
+# The laws tested, and the analyses' sections
 
 
-def _overview(results_dir: Path, runs: pd.DataFrame, fits: dict[str, FitResult]) -> list[str]:
-    usable, excluded = fit.split_usable(runs)
-    sweeps = ", ".join(sorted(map(str, runs["sweep"].dropna().unique()))) if "sweep" in runs else ""
-    lines = [f"# grokjax report{': ' + sweeps if sweeps else ''}", "",
-             f"{len(runs)} runs read from `{results_dir}`; {len(usable)} usable,"
-             f" {len(excluded)} excluded.", ""]
-    if len(excluded):
-        kinds = excluded["reason"].str.split(" at step").str[0].value_counts()
-        lines += [f"- {reason}: {count}" for reason, count in kinds.items()] + [""]
-    summary = pd.DataFrame([{"fit": name, "status": r.status, "runs used": r.n_runs,
-                             "excluded": len(r.excluded), "note": r.message}
-                            for name, r in fits.items()])
-    lines += ["## Summary", "", markdown_table(summary, {c: c for c in summary.columns}), ""]
-    return lines
+def law_table(fits: dict[str, FitResult], level: float) -> list[str]:
+    """Every prediction the fits tested: measured value with CI, the prediction, the verdict."""
+    laws = [result.laws for result in fits.values() if result.usable and len(result.laws)]
+    if not laws:
+        return ["No prediction of the paper can be tested with this sweep's data (see below for"
+                " what each analysis would need).", ""]
+    table = pd.concat(laws, ignore_index=True)
+    table = table.assign(measured=_interval(table, "value", "lo", "hi"),
+                         predicted=[f"{p:g} ({text})" for p, text in
+                                    zip(table["predicted"], table["prediction"], strict=True)])
+    return [markdown_table(table, {
+        "law": "law", "condition": "condition", "measured": f"measured [{level:.0%} CI]",
+        "predicted": "paper's prediction", "verdict": "verdict", "n_runs": "runs"}), ""]
 
 
-def _boundary_section(result: FitResult, level: float) -> list[str]:
+def boundary_section(result: FitResult, level: float) -> list[str]:
     table = result.table.assign(
         p_star_ci=lambda t: _interval(t, "p_star", "p_star_lo", "p_star_hi"))
     return [markdown_table(table, {
@@ -149,21 +93,21 @@ def _boundary_section(result: FitResult, level: float) -> list[str]:
         "status": "status", "message": "note"})]
 
 
-def _law_section(result: FitResult, level: float) -> list[str]:
+def law_section(result: FitResult, level: float) -> list[str]:
     lines = []
     for row in result.table.itertuples(index=False):
         heading = f"**{row.condition}**: " if row.condition else ""
         if row.status != "ok":
             lines += [f"- {heading}{row.status}: {row.message}"]
             continue
-        inside = "inside" if row.c_lo <= row.c_reference <= row.c_hi else "outside"
         lines += [
-            f"- {heading}**c = {row.c:.4g}** [{row.c_lo:.4g}, {row.c_hi:.4g}] ({level:.0%} CI)"
-            f" from {row.n_groups} groups (M = {row.M_min}…{row.M_max}, {row.n_runs} runs);"
-            f" the paper code's {row.c_reference} is {inside} the interval;"
-            f" reduced χ² = {row.c_chi2_dof:.3g}.",
+            f"- {heading}**c = {row.c:.4g}** [{row.c_lo:.4g}, {row.c_hi:.4g}] ({level:.0%} CI;"
+            f" {result.verdict(fit.LAW_C, row.condition)}) from {row.n_groups}"
+            f" groups (M = {row.M_min}…{row.M_max}, {row.n_runs} runs); reduced χ² ="
+            f" {row.c_chi2_dof:.3g}.",
             f"- Exponent with g fixed at 1 (the headline b): **b = {row.b_g1:.4g}**"
-            f" [{row.b_g1_lo:.4g}, {row.b_g1_hi:.4g}]; prediction b = 1.",
+            f" [{row.b_g1_lo:.4g}, {row.b_g1_hi:.4g}]"
+            f" ({result.verdict(fit.LAW_B, row.condition)}).",
         ]
         if np.isfinite(row.b_free):
             lines.append(
@@ -176,7 +120,7 @@ def _law_section(result: FitResult, level: float) -> list[str]:
     return lines
 
 
-def _collapse_section(result: FitResult, level: float) -> list[str]:
+def collapse_section(result: FitResult, level: float) -> list[str]:
     """Generalized/total per c_eff bin (rows) and group (columns), one table per condition."""
     lines = []
     for condition, table in result.table.groupby("condition", sort=False):
@@ -196,18 +140,21 @@ def _collapse_section(result: FitResult, level: float) -> list[str]:
     return lines
 
 
-def _wd_section(result: FitResult, level: float) -> list[str]:
+def wd_section(result: FitResult, level: float) -> list[str]:
     table = result.table.assign(b_ci=lambda t: _interval(t, "b", "b_lo", "b_hi"))
+    per_eta = result.detail.assign(
+        fraction_ci=lambda t: _interval(t, "fraction", "fraction_lo", "fraction_hi"))
     return [markdown_table(table, {
-        "condition": "condition", "n_runs": "grokked runs", "n_eta": "η values",
+        "condition": "condition", "n_runs": "grokked runs (η > 0)", "n_eta": "η values",
         "b_ci": f"b [{level:.0%} CI]", "b_predicted": "predicted b", "status": "status",
         "message": "note"}), "", "Per weight decay:", "",
-        markdown_table(result.detail, {
+        markdown_table(per_eta, {
             "condition": "condition", "eta": "η", "n": "runs", "n_grokked": "grokked",
-            "n_never": "never grokked", "t_grok_median": "median t_grok (grokked)"})]
+            "fraction_ci": f"fraction grokked [{level:.0%} Wilson CI]",
+            "t_grok_median": "median t_grok (grokked)"})]
 
 
-def _lr_section(result: FitResult, level: float) -> list[str]:
+def lr_section(result: FitResult, level: float) -> list[str]:
     table = result.table.assign(
         fraction_ci=lambda t: _interval(t, "fraction", "fraction_lo", "fraction_hi"))
     return [markdown_table(table, {
@@ -215,7 +162,7 @@ def _lr_section(result: FitResult, level: float) -> list[str]:
         "n_generalized": "generalized", "fraction_ci": f"fraction [{level:.0%} Wilson CI]"})]
 
 
-def _width_section(result: FitResult, level: float) -> list[str]:
+def width_section(result: FitResult, level: float) -> list[str]:
     fits = result.table.assign(slope_ci=lambda t: _interval(t, "slope", "slope_lo", "slope_hi"))
     return [markdown_table(result.detail, {
         "condition": "condition", "n_train": "n_train", "M": "M", "n_runs": "runs",
@@ -226,17 +173,48 @@ def _width_section(result: FitResult, level: float) -> list[str]:
             "status": "status", "message": "note"})]
 
 
-SECTIONS = {
-    "generalization_boundary": _boundary_section,
-    "boundary_law": _law_section,
-    "collapse": _collapse_section,
-    "wd_speed": _wd_section,
-    "lr_effect": _lr_section,
-    "memorization_width": _width_section,
-}
+def stages_section(result: FitResult, level: float) -> list[str]:
+    columns = {"condition": "condition", "n_runs": "runs"}
+    for stage, column in fit.STAGE_STEPS.items():
+        columns |= {f"{stage} step": f"median step {stage} ({column})",
+                    f"{stage} runs": f"runs {stage}"}
+    return ["Median step over seeds at which each stage is reached (— when half the seeds or"
+            " more never reach it):", "", markdown_table(result.table, columns)]
 
 
-def _provenance_section(provenance: dict | None, commits: list[str]) -> list[str]:
+def spectra_section(result: FitResult, level: float) -> list[str]:
+    return ["Fourier power of each active hidden node's weights (features table): a grokked"
+            " network's nodes each carry one frequency; a memorizing network's are spread."]
+
+
+def irrep_section(result: FitResult, level: float) -> list[str]:
+    groups = result.detail.assign(c_ci=lambda t: _interval(t, "c", "c_lo", "c_hi"))
+    lines = [markdown_table(groups, {
+        "condition": "condition", "group": "group", "M": "M", "d_k": "d_k",
+        "c_ci": f"c = p*·M/ln M [{level:.0%} CI]", "c_bound": "c lower bound (never generalized)",
+        "contradicts_theorem": "contradicts d_k²", "contradicts_code": "contradicts d_k",
+        "status": "boundary status"}), ""]
+    for row in result.table.itertuples(index=False):
+        heading = f"**{row.condition}**: " if row.condition else ""
+        if row.status != "ok":
+            lines.append(f"- {heading}{row.status}: {row.message}")
+            continue
+        lines.append(
+            f"- {heading}c ∝ d_k^e with **e = {row.exponent:.3g}** [{row.exponent_lo:.3g},"
+            f" {row.exponent_hi:.3g}]"
+            f" ({result.verdict(fit.LAW_DK_EXPONENT, row.condition)}) from {row.n_groups}"
+            f" groups at {row.n_degrees} degrees"
+            f" (reduced χ² {row.chi2_dof:.3g}); fixed forms: χ² = {row.chi2_theorem:.3g} for"
+            f" c = {row.c_theorem:.3g}·d_k², χ² = {row.chi2_code:.3g} for"
+            f" c = {row.c_code:.3g}·d_k; the data favour **{row.favoured}**.")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole report
+
+
+def _provenance_section(provenance: dict | None) -> list[str]:
     lines = ["## Provenance", ""]
     if provenance is None:
         return lines + ["No grokjax metadata in the Parquet files (written by another tool or an"
@@ -245,8 +223,6 @@ def _provenance_section(provenance: dict | None, commits: list[str]) -> list[str
                 "created_utc", "scale", "schema_version"):
         if key in provenance:
             lines.append(f"- {key.replace('_', ' ')}: `{provenance[key]}`")
-    if commits:
-        lines.append(f"- **parts were written by different commits**: {', '.join(commits)}")
     versions = provenance.get("versions") or {}
     if versions:
         lines += ["", markdown_table(pd.DataFrame({"package": list(versions),
@@ -258,31 +234,37 @@ def _provenance_section(provenance: dict | None, commits: list[str]) -> list[str
     return lines
 
 
-def render_report(results_dir: Path, runs: pd.DataFrame, fits: dict[str, FitResult],
-                  figures: dict[str, plot.PlotOutcome], provenance: tuple[dict | None, list[str]],
-                  base: Path, level: float = 0.95) -> str:
-    lines = _overview(results_dir, runs, fits)
-    for name, result in fits.items():
-        lines += [f"## {TITLES[name]}", ""]
-        if not result.usable:
-            lines += [f"Not fitted ({result.status}): {result.message}", ""]
-            continue
+def render_report(results_dir: Path, runs: pd.DataFrame, sections: list[tuple],
+                  unsupported: list[tuple[str, str]], fits: dict[str, FitResult],
+                  provenance: dict | None, base: Path, level: float = 0.95) -> str:
+    """``sections``: (title, FitResult, Markdown renderer, figure outcomes) per analysis the
+    data support, in report order; ``unsupported``: (title, what it would need)."""
+    usable, excluded = fit.split_usable(runs)
+    sweeps = ", ".join(sorted(map(str, runs["sweep"].dropna().unique()))) if "sweep" in runs else ""
+    lines = [f"# grokjax report{': ' + sweeps if sweeps else ''}", "",
+             f"{len(runs)} runs read from `{results_dir}`; {len(usable)} usable,"
+             f" {len(excluded)} excluded. A run has grokked at the first step with"
+             f" {fit.GROKKED_TEXT} and generalized when its final test"
+             f" accuracy is ≥ 0.99.", ""]
+    if len(excluded):
+        kinds = excluded["reason"].str.split(" at step").str[0].value_counts()
+        lines += [f"- {reason}: {count}" for reason, count in kinds.items()] + [""]
+    lines += ["## Laws tested", ""] + law_table(fits, level)
+    for title, result, render, outcomes in sections:
+        lines += [f"## {title}", ""] + figure_links(outcomes, base) + [""]
+        if result.message:
+            lines += [f"Status: {result.status}. {result.message}", ""]
         if result.method:
             lines += [f"Method: {result.method}.", ""]
-        lines += SECTIONS[name](result, level) + [""]
-        lines += _figure_links(FIGURES.get(name, ()), figures, base) + [""]
-    lines += ["## Grokking curves", ""] + _figure_links(["grokking_curves"], figures, base) + [""]
-    if figures.get("node_spectra") and figures["node_spectra"].path:
-        lines += ["## Hidden-node spectra", "", "Fourier power of each active hidden node's "
-                  "weights (features table): a grokked network's nodes each carry one "
-                  "frequency; a memorizing network's are spread.", ""]
-        lines += _figure_links(["node_spectra"], figures, base) + [""]
-    excluded = fit.split_usable(runs)[1]
+        lines += render(result, level) + [""]
+    if unsupported:
+        lines += ["## Not supported by this sweep", "",
+                  "; ".join(f"**{title}**: {reason}" for title, reason in unsupported) + ".", ""]
     if len(excluded):
         lines += ["## Excluded runs", "", markdown_table(
             excluded.head(MAX_EXCLUDED_LISTED), {"run_id": "run_id", "reason": "reason"})]
         if len(excluded) > MAX_EXCLUDED_LISTED:
             lines.append(f"\n…and {len(excluded) - MAX_EXCLUDED_LISTED} more.")
         lines.append("")
-    lines += _provenance_section(*provenance)
+    lines += _provenance_section(provenance)
     return "\n".join(lines) + "\n"
