@@ -1,0 +1,60 @@
+"""Results on Cloud Storage and S3 (real local servers, see conftest.py): the command of the
+README, killed once and rerun, gives the tables of a local run; bad destinations exit 2 first."""
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_scale import SUBPROCESS_TIMEOUT, assert_same_tables, check, cli_command, subprocess_env
+
+from grokjax import cli, outdir, results, storage
+
+OVERRIDES = ("--set", "K=64", "--grid", "seed=1:4")
+NAME = "wd+K-64+seed-range1,4"  # the overridden sweep's own directory
+WD_SWEEP = str(Path(__file__).parents[1] / "sweeps" / "wd.toml")
+
+
+def sweep_command(results_root: str) -> list[str]:
+    return cli_command("sweep", WD_SWEEP, *OVERRIDES, "--results", results_root, "--no-progress")
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("local")
+    check(subprocess.run(sweep_command(str(root)), capture_output=True, text=True,
+                         timeout=SUBPROCESS_TIMEOUT, env=subprocess_env()))
+    return root / NAME
+
+
+@pytest.mark.parametrize("bucket_fixture", ["gcs_bucket", "s3_bucket"])
+def test_a_killed_sweep_on_a_bucket_resumes_to_the_tables_of_a_local_run(
+        request, bucket_fixture, local_run):
+    bucket = request.getfixturevalue(bucket_fixture)
+    out = storage.Location(bucket) / NAME
+    proc = subprocess.Popen(sweep_command(bucket), env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    while not outdir.part_names(out, "runs") and proc.poll() is None:
+        assert time.monotonic() < deadline, "no run finished in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    output = proc.communicate(timeout=SUBPROCESS_TIMEOUT)[0]
+    assert proc.returncode == -signal.SIGKILL, f"the sweep ended before it was killed:\n{output}"
+    assert not storage.exists(out / outdir.MANIFEST_FILE)
+    stdout = check(subprocess.run(sweep_command(bucket), capture_output=True, text=True,
+                                  timeout=SUBPROCESS_TIMEOUT, env=subprocess_env()))
+    assert "skipped (already done) 0;" not in stdout  # it resumed
+    assert_same_tables(out, local_run)
+    assert storage.exists(out / outdir.MANIFEST_FILE)
+    assert not storage.exists(out / outdir.TMP_DIR)
+    assert results.read_metadata(out)["sweep_toml"] == (local_run / outdir.SWEEP_FILE).read_text()
+
+
+def test_a_bucket_that_does_not_exist_is_refused_before_any_compute(s3_bucket, capsys):
+    missing = s3_bucket.replace("s3://test-", "s3://missing-")
+    assert cli.main(["sweep", WD_SWEEP, *OVERRIDES, "--results", missing]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to" in err and "Traceback" not in err
+    assert "compiling" not in err
