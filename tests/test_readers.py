@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from grokjax import storage
+from grokjax import results, storage
 
 pl = pytest.importorskip("polars", reason="the reader tests need polars: pip install -e '.[dev]'")
 duckdb = pytest.importorskip("duckdb", reason="the reader tests need duckdb: pip install -e "
@@ -109,3 +109,42 @@ def test_duckdb_reads_each_table(results_dir, name):
                           f"ORDER BY {', '.join(ORDER[name])}").fetchall()
     expected = expected_values(name)
     assert rows == list(zip(*expected.values(), strict=True))
+
+
+PANDAS_TO_POLARS["boolean"], PANDAS_TO_DUCKDB["boolean"] = pl.Boolean, "BOOLEAN"
+
+
+@pytest.fixture(scope="module")
+def engine_dir(tmp_path_factory) -> str:
+    """A real sweep whose grids mix diagnostics on and off, so every table has nulls."""
+    import jax
+    from helpers import TINY_SWEEP
+
+    from grokjax import spec, sweep
+
+    text = TINY_SWEEP.replace("[grid]", "[[grid]]") + (
+        "\n[[grid]]\nweight_decay = [1e-3]\nseed = [5]\ndiagnostics = [true]\n")
+    report = sweep.run_sweep(spec.parse(text), out_dir=tmp_path_factory.mktemp("e") / "tiny",
+                             progress=False, devices=jax.local_devices()[:2])
+    return str(report.out_dir)
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_every_reader_opens_every_table_of_a_real_sweep_with_its_documented_dtypes(
+        engine_dir, name):
+    frame = pd.read_parquet(f"{engine_dir}/{name}")
+    documented = {"runs": results.RUNS_DTYPES | results.DIAGNOSTIC_SUMMARY_DTYPES,
+                  "curves": results.CURVES_DTYPES}.get(name)
+    if documented is not None:
+        assert {c: str(d) for c, d in frame.dtypes.items()} | documented == \
+            {c: str(d) for c, d in frame.dtypes.items()}
+    polars = pl.read_parquet(f"{engine_dir}/{name}/*.parquet")
+    assert polars.shape == frame.shape
+    assert polars.schema == {c: PANDAS_TO_POLARS[str(d)] for c, d in frame.dtypes.items()}
+    connection = duckdb.connect()
+    relation = connection.read_parquet(f"{engine_dir}/{name}/*.parquet")
+    assert dict(zip(relation.columns, map(str, relation.types), strict=True)) == {
+        c: PANDAS_TO_DUCKDB[str(d)] for c, d in frame.dtypes.items()}
+    assert connection.sql(
+        f"SELECT count(*) FROM read_parquet('{engine_dir}/{name}/*.parquet')").fetchall() == \
+        [(len(frame),)]
