@@ -1,13 +1,18 @@
 """Results on Cloud Storage and S3 (real local servers, see conftest.py): the command of the
 README, killed once and rerun, gives the tables of a local run; bad destinations exit 2 first."""
 
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from test_scale import SUBPROCESS_TIMEOUT, assert_same_tables, check, cli_command, subprocess_env
+from test_scale import (
+    SUBPROCESS_TIMEOUT,
+    assert_same_tables,
+    check,
+    cli_command,
+    kill_when,
+    subprocess_env,
+)
 
 from grokjax import cli, outdir, results, storage
 
@@ -33,15 +38,8 @@ def test_a_killed_sweep_on_a_bucket_resumes_to_the_tables_of_a_local_run(
         request, bucket_fixture, local_run):
     bucket = request.getfixturevalue(bucket_fixture)
     out = storage.Location(bucket) / NAME
-    proc = subprocess.Popen(sweep_command(bucket), env=subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-    while not outdir.part_names(out, "runs") and proc.poll() is None:
-        assert time.monotonic() < deadline, "no run finished in time"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    output = proc.communicate(timeout=SUBPROCESS_TIMEOUT)[0]
-    assert proc.returncode == -signal.SIGKILL, f"the sweep ended before it was killed:\n{output}"
+    kill_when(sweep_command(bucket), subprocess_env(), lambda: outdir.part_names(out, "runs"),
+              poll_seconds=0.05)
     assert not storage.exists(out / outdir.MANIFEST_FILE)
     stdout = check(subprocess.run(sweep_command(bucket), capture_output=True, text=True,
                                   timeout=SUBPROCESS_TIMEOUT, env=subprocess_env()))

@@ -54,6 +54,19 @@ def tables(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             curves.sort_values(["run_id", "step"]).reset_index(drop=True))
 
 
+def kill_when(command: list[str], env: dict[str, str], ready, poll_seconds: float = 0.01) -> None:
+    """Start ``command`` and SIGKILL it as soon as ``ready()`` is true, while it still runs."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    while not ready() and proc.poll() is None:
+        assert time.monotonic() < deadline, f"not ready in {SUBPROCESS_TIMEOUT}s: {command}"
+        time.sleep(poll_seconds)
+    proc.send_signal(signal.SIGKILL)
+    output = proc.communicate(timeout=SUBPROCESS_TIMEOUT)[0]
+    assert proc.returncode == -signal.SIGKILL, f"it ended before it was killed:\n{output}"
+
+
 def assert_same_tables(a: Path, b: Path) -> None:
     for mine, theirs in zip(tables(a), tables(b), strict=True):
         pd.testing.assert_frame_equal(mine, theirs, check_exact=True)
@@ -97,15 +110,7 @@ def test_sigkill_then_rerun_gives_the_tables_of_an_uninterrupted_run(resume_file
     reference, _ = uninterrupted
     out = tmp_path / "killed"
     command = cli_command("sweep", str(resume_file), "--out", str(out), "--no-progress")
-    proc = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-    while not outdir.part_names(out, "runs") and proc.poll() is None:
-        assert time.monotonic() < deadline, "no run finished in time"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    output = proc.communicate(timeout=SUBPROCESS_TIMEOUT)[0]
-    assert proc.returncode == -signal.SIGKILL, f"the sweep ended before it was killed:\n{output}"
+    kill_when(command, subprocess_env(), lambda: outdir.part_names(out, "runs"))
     done_before = len(results.read_runs(out))
     assert 1 <= done_before < 24 and not (out / outdir.MANIFEST_FILE).exists()
     # What a kill in the middle of writing leaves: a curves part without its runs part, and

@@ -2,16 +2,21 @@
 go where the boundary is (Z_11 with K=48 generalizes between train fractions 0.6 and 0.75)."""
 
 import dataclasses
-import signal
 import subprocess
-import time
 
 import jax
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import write_sweep
-from test_scale import SUBPROCESS_TIMEOUT, assert_same_tables, check, cli_command, subprocess_env
+from test_scale import (
+    SUBPROCESS_TIMEOUT,
+    assert_same_tables,
+    check,
+    cli_command,
+    kill_when,
+    subprocess_env,
+)
 
 from grokjax import cli, fit, outdir, results, spec, sweep
 
@@ -106,18 +111,9 @@ def test_a_killed_search_resumes_to_the_tables_of_an_uninterrupted_one(searched,
     out = tmp_path / "killed"
     env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
     command = cli_command("sweep", str(path), "--out", str(out), "--no-progress")
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
     # Kill once round 2 has begun writing: the search must pick up in the middle of a round.
-    while proc.poll() is None:
-        assert time.monotonic() < deadline, "round 2 did not start in time"
-        if outdir.part_names(out, "runs") and (results.read_runs(out)["round"] >= 2).any():
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    output = proc.communicate(timeout=SUBPROCESS_TIMEOUT)[0]
-    assert proc.returncode == -signal.SIGKILL, f"the search ended before it was killed:\n{output}"
+    kill_when(command, env, lambda: outdir.part_names(out, "runs")
+              and (results.read_runs(out)["round"] >= 2).any())
     check(subprocess.run(command, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
                          env=env))
     assert_same_tables(out, searched[0].out_dir)

@@ -229,6 +229,31 @@ BAD_SWEEPS = {  # name: (file text or bytes, extra arguments, expected in the er
                                   "--set weight_decay takes one value; use --grid"),
     "a field given twice": (TINY_SWEEP, ["--set", "K=8", "--grid", "K=8,16"], "given twice"),
     "--grid with a bad value": (TINY_SWEEP, ["--grid", "lr=0.1,-1"], "lr = -1 must be > 0"),
+    "a run larger than the memory budget": (
+        TINY_SWEEP.replace("K = 16", "K = 65536").replace('"7"', '"97"'), ["--memory-budget",
+                                                                           "64MiB"],
+        "MiB per run, more than the memory budget"),
+    "stop is a number": ("stop = 3\n" + TINY_SWEEP, [], "stop must be a table"),
+    "stop without when": (TINY_SWEEP + "[stop]\nhold = 3\n", [], "[stop] needs when"),
+    "stop on an unknown metric": (TINY_SWEEP + '[stop]\nwhen = "acc >= 1"\n', [],
+                                  "unknown metric 'acc'"),
+    "stop with a bad hold": (TINY_SWEEP + '[stop]\nwhen = "test_acc > 0.9"\nhold = 1.5\n',
+                             [], "hold = 1.5 must be a whole number"),
+    "search of a field the grid sets": (
+        TINY_SWEEP + '[search]\nfield = "test_size"\nbounds = [0.1, 0.9]\nmax_runs = 9\n', [],
+        "choose one of critical_ratio_delta, train_fraction"),
+    "search while the grid sets seeds": (
+        TINY_SWEEP.replace("test_size = 0.4\n", "") + '[search]\nfield = "train_fraction"\n'
+        'bounds = [0.1, 0.9]\nmax_runs = 9\n', [], "must not set it"),
+    "search bounds leave no test set": (
+        TINY_SWEEP.replace("test_size = 0.4\n", "").replace("seed = [0, 1, 2]\n", "")
+        + '[search]\nfield = "critical_ratio_delta"\nbounds = [-9.0, 1.0]\nmax_runs = 9\n',
+        [], "n_test = 0"),
+    "unknown key in a scale's search": (TINY_SWEEP + "[scale.paper.search]\npionts = 3\n", [],
+                                        "scale.paper.search: unknown key 'pionts'"),
+    "a results path under a file": (TINY_SWEEP, ["--out", "/etc/hostname/sub"],
+                                    "cannot write to"),
+    "a scale that does not exist": (TINY_SWEEP, ["--scale", "paper"], "available scales"),
 }
 
 

@@ -216,9 +216,11 @@ class Progress:
 
     def line(self) -> None:
         seconds = time.perf_counter() - self.started
+        left = self.bar.total - self.done
+        eta = f", about {left * seconds / self.done:.0f}s left" if self.done and left else ""
         print(f"{self.name}: {self.done}/{self.bar.total} runs done, {self.generalized} "
               f"generalized, {self.run_steps:,} run-steps in {seconds:.0f}s "
-              f"({self.run_steps / max(seconds, 1e-9):,.0f}/s)", file=sys.stderr, flush=True)
+              f"({self.run_steps / max(seconds, 1e-9):,.0f}/s){eta}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()
