@@ -142,3 +142,10 @@ def test_next_round_places_values_at_the_estimate_and_never_repeats_one():
     # leave room for no new run under 15,000.
     budget = dataclasses.replace(search_spec, max_run_steps=15_000)
     assert sweep.search.next_round(budget, [condition], table, tried, 2)[0] == []
+
+
+@pytest.mark.parametrize("goal", ["ci_width = 0.01", "max_runs = 30", "max_run_steps = 9000"])
+def test_the_plan_describes_a_search_with_any_one_goal(goal, capsys, tmp_path):
+    text = SEARCH_SWEEP.replace("ci_width = 0.01", goal)
+    assert cli.main(["plan", str(write_sweep(tmp_path, text))]) == 0
+    assert goal.split(" = ")[1] in capsys.readouterr().out

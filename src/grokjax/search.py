@@ -54,9 +54,10 @@ class Search:
 
     @property
     def text(self) -> str:
-        goals = [f"95% CI of p* narrower than {self.ci_width:g}"] * (self.ci_width is not None)
-        goals += [f"at most {self.max_runs} runs"] * (self.max_runs is not None)
-        goals += [f"at most {self.max_run_steps:,} run-steps"] * (self.max_run_steps is not None)
+        goals = [text for value, text in (
+            (self.ci_width, f"95% CI of p* narrower than {self.ci_width}"),
+            (self.max_runs, f"at most {self.max_runs} runs"),
+            (self.max_run_steps, f"at most {self.max_run_steps} run-steps")) if value is not None]
         return (f"{self.field} in [{self.bounds[0]:g}, {self.bounds[1]:g}], {self.points} values"
                 f" x {len(self.seeds)} seeds in round 1, then {self.new_points} per open "
                 f"condition per round until {' or '.join(goals)} (≤ {self.max_rounds} rounds)")
