@@ -48,7 +48,7 @@ def sweep_spec(sweep: Mapping | str | Path, scale: str = "default",
         if candidate.is_file():
             return spec.load(candidate, scale, overrides)
     raise spec.SpecError([f"no sweep named {str(sweep)!r}: neither "
-                          f"{' nor '.join(map(str, dict.fromkeys(tried)))} exists; pass a dict, "
+                          f"{' nor '.join(map(str, tried))} exists; pass a dict, "
                           "a .toml path or the name of a file under sweeps/"], str(sweep))
 
 
