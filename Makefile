@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 
 # make sweep-<name> [SCALE=paper]: runs sweeps/<name>.toml into results/<name> (results/<name>-paper
 # at paper scale): wd, ratio, width, fig3, lr, optim, depth, topv, zeroinit

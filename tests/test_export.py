@@ -6,8 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY_SWEEP
 
+import grokjax
+from grokjax import cli
 from grokjax.export import export_tensorboard
+from grokjax.spec import tomllib  # tomli on Python 3.10
 from grokjax.storage import StorageError
 
 event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2",
@@ -74,3 +78,30 @@ def test_a_url_destination_is_refused(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match="writes a local directory"):
         export_tensorboard(RUNS, CURVES, "gs://bucket/tensorboard")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_tensorboard_writes_every_run_of_a_sweep(tmp_path, capsys):
+    res = grokjax.run(tomllib.loads(TINY_SWEEP), results=tmp_path / "results", progress=False,
+                      K=8, seed=[0, 1], weight_decay=0.0)
+    out = tmp_path / "tensorboard"
+    assert cli.main(["export", "tensorboard", str(res.directory), str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote 2 runs to {out}")
+    assert sorted(path.name for path in out.iterdir()) == sorted(res.runs.run_id)
+    run_id = res.runs.run_id.iloc[0]
+    scalars = {(value.tag, step): value.simple_value
+               for step, value in values(read_events(out / run_id))
+               if value.tag in ("test_acc", "train_loss")}
+    curves = res.curves[res.curves.run_id == run_id]
+    assert len(scalars) == 2 * len(curves)
+    assert all(scalars["test_acc", step] == np.float32(acc)
+               for step, acc in zip(curves.step, curves.test_acc, strict=True))
+    assert cli.main(["export", "tensorboard", str(res.directory), "gs://bucket/tb"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: export: ") and "writes a local directory" in err
+    assert err.count("\n") == 1
+
+
+def test_cli_export_of_a_missing_directory_is_one_line_exit_2(tmp_path, capsys):
+    assert cli.main(["export", "tensorboard", str(tmp_path / "nothing"), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: results: ") and "does not exist" in err and err.count("\n") == 1

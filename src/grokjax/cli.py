@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokjax import __version__, config, engine, outdir, plan, results, spec, storage, sweep
+from grokjax import __version__, api, config, engine, outdir, plan, results, spec, storage, sweep
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -32,30 +32,13 @@ def parse_bytes(text: str) -> int:
     return size
 
 
-def summary_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per grid point (all seeds together): how many generalized and how fast."""
-    grouped = runs.groupby(by or (lambda _: "all"), dropna=False)
-    return grouped.agg(
-        runs=("run_id", "size"),
-        generalized=("generalized", "mean"),
-        grokked=("step_test_acc_099", "count"),
-        median_grok_step=("step_test_acc_099", "median"),
-        median_final_test_acc=("final_test_acc", "median"),
-        diverged=("diverged", "sum"),
-    )
-
-
-def grid_axes(sweep_spec: spec.SweepSpec) -> list[str]:
-    return [key for key in sweep_spec.axes if key != "seed"]
-
-
-def print_summary(out_dir: storage.Location, by: list[str]) -> None:
-    runs = results.read_runs(out_dir)
-    print(f"\n{len(runs)} runs in {out_dir}  (pandas.read_parquet({str(out_dir / 'runs')!r}))")
+def print_summary(res: api.Results) -> None:
+    print(f"\n{len(res.runs)} runs in {res.directory}  "
+          f"(pandas.read_parquet({str(res.directory / 'runs')!r}))")
     print("generalized = final test accuracy >= "
           f"{results.GENERALIZED_TEST_ACC}; grok step = first step with test accuracy >= 0.99")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(summary_table(runs, by).to_string(float_format=lambda v: f"{v:.3g}"))
+        print(res.summary().to_string(float_format=lambda v: f"{v:.3g}"))
 
 
 def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -> str:
@@ -101,7 +84,7 @@ def cmd_sweep(args) -> int:
           f"{compile_text or 'none'}; training {report.train_seconds:.1f}s, "
           f"{report.run_steps_per_second:,.0f} run-steps/s")
     if process == 0:
-        print_summary(report.out_dir, grid_axes(sweep_spec))
+        print_summary(api.load(report.out_dir))
     return 0
 
 
@@ -113,15 +96,20 @@ def cmd_plan(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    out_dir = storage.Location(args.dir)
-    plan_record = outdir.read_json(out_dir / outdir.PLAN_FILE)
-    if plan_record is None or not results.has_table(out_dir, "runs"):
-        what = ("does not exist" if not storage.exists(out_dir)
-                else "holds no grokjax sweep results")
-        raise spec.SpecError([f"{out_dir} {what}; run `grokjax sweep` first"], "summary")
-    sweep_text = storage.read_text(out_dir / outdir.SWEEP_FILE)
-    sweep_spec = spec.parse(sweep_text, plan_record.get("scale", "default"))
-    print_summary(out_dir, grid_axes(sweep_spec))
+    print_summary(api.load(args.dir))
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Each run's curves as a TensorBoard run under OUT, tagged with its config."""
+    from grokjax import export
+
+    res = api.load(args.dir)
+    try:
+        count = export.export_tensorboard(res.runs, res.curves, args.out)
+    except (ImportError, storage.StorageError) as err:  # a usage problem: exit 2, one line
+        raise spec.SpecError([str(err)], "export") from None
+    print(f"wrote {count} runs to {args.out}; view them with: tensorboard --logdir {args.out}")
     return 0
 
 
@@ -244,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="summarise a results directory")
     summary.add_argument("dir", help="e.g. results/wd")
     summary.set_defaults(func=cmd_summary)
+    export = commands.add_parser("export", help="write a results directory for another tool")
+    export.add_argument("format", choices=["tensorboard"],
+                        help="tensorboard: event files, one run each (needs grokjax[tensorboard])")
+    export.add_argument("dir", help="a results directory, e.g. results/wd")
+    export.add_argument("out", help="the output directory, e.g. tensorboard/wd")
+    export.set_defaults(func=cmd_export)
     return parser
 
 
