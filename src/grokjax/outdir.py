@@ -188,7 +188,8 @@ def prepare(out_dir: Location, identity: str, sweep_text: str, scale: str, overw
         if not overwrite:
             raise SpecError([f"{out_dir} holds results of a different sweep (identity {found}, "
                              f"now {identity}); pass --overwrite (overwrite=True in Python) to "
-                             "replace them, or --out (results=) to write elsewhere"], "results")
+                             "replace them, or write elsewhere: --out DIR (in Python, results= "
+                             "another root)"], "results")
         leases = live_leases(out_dir)
         if leases:
             raise DirectoryBusy([_busy_message(out_dir, leases, "stop it before --overwrite")],

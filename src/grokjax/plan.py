@@ -105,7 +105,8 @@ def check_memory(buckets: list[Bucket], memory_budget: int) -> None:
         f"bucket {b.id} ({b.group}, K={b.static.width}) needs about "
         f"{bytes_per_run(b) / 2**20:,.0f} MiB per run, more than the memory budget of "
         f"{memory_budget / 2**20:,.0f} MiB per device; reduce K or the group, or pass "
-        f"--memory-budget {math.ceil(bytes_per_run(b) / 2**20)}MiB if the device has it"
+        f"--memory-budget {math.ceil(bytes_per_run(b) / 2**20)}MiB (memory_budget= in Python) "
+        "if the device has it"
         for b in buckets if bytes_per_run(b) > memory_budget]
     if problems:
         raise SpecError(problems, "plan")
