@@ -9,12 +9,12 @@ backward pass are W and the indices, not an (n, K) array.
 
 The scatter stays in XLA because every Pallas form of it is worse here: Triton's atomic adds
 make dW depend on scheduling (and interpret mode cannot check them), and a one-hot matmul per
-tile costs M times the FLOPs with M (23, 71, 127...) breaking Triton's power-of-2 shapes. XLA's
-scatter sums each row's contributions in the reference's order.
+tile costs M times the FLOPs with M (23, 71, 127...) breaking Triton's power-of-2 shapes. The
+XLA scatter is the one the reference's autodiff emits, so dW is summed as it is today.
 
-The kernels use Triton's masked loads and stores for the partial tiles at the edges, so they
-compile on GPUs only; elsewhere Pallas runs them in interpret mode (what the CPU tests check).
-Mosaic (TPU) has no general row gather from a vector of indices, so TPUs keep the XLA path.
+The kernels are written for Triton (vector-indexed gathers, masked loads and stores for the
+partial tiles at the edges) and compile on GPUs only; elsewhere Pallas runs them in interpret
+mode, which is what the CPU tests check. They were not tried with Mosaic, so TPUs keep XLA.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from grokjax import model
 
 # A tile of 32 rows × 128 columns is 16 float32 values per thread for each live tile at 8 warps,
 # so h, g and the result stay in registers; 128 float32 columns are 512 contiguous bytes per
-# gathered row of W (coalesced loads). Every K the sweeps use is a multiple of 128.
+# gathered row of W (coalesced loads). The sweeps' large K (256 to 2048) are multiples of 128;
+# other K waste the masked part of the last column tile (K = 192 computes 256 columns).
 BLOCK_N = 32
 BLOCK_K = 128
 NUM_WARPS = 8
