@@ -227,6 +227,16 @@ def test_boundary_separated_reports_bracket_not_a_fit():
     assert row.p_star_hi == pytest.approx(0.3, rel=0.02)
 
 
+def test_boundary_that_falls_again_is_not_fitted():
+    """A_5 in the irrep search: none at p=0.2, all at 0.45 and 0.71, none at 0.96 (2000 steps
+    are too few there). No resampling varies all-or-nothing cells, so a fit would claim a
+    zero-width interval."""
+    p = np.repeat([0.2, 0.45, 0.71, 0.96], 4)
+    _, row = _boundary_row(runs_table(np.full(16, 60), p, (p > 0.3) & (p < 0.9)))
+    assert row.status == "not monotone" and "falls again at p=0.96" in row.message
+    assert np.isnan(row.p_star) and np.isnan(row.p_star_lo)
+
+
 def test_boundary_decreasing_and_outside_grid():
     p = np.repeat([0.1, 0.2, 0.3, 0.4], 5)
     falling = np.tile([1, 1, 1, 0, 0], 4).astype(bool) ^ (p >= 0.3)  # 3/5, 3/5, 2/5, 2/5

@@ -220,6 +220,12 @@ def _boundary_estimate(p, n, k, rng, n_boot: int, level: float) -> dict[str, obj
         return status("separated", f"sharp transition between p={below:.4g} (none generalized)"
                                    f" and p={above:.4g} (all): p* is bracketed, not fitted;"
                                    " refine the train_fraction grid")
+    if np.isin(fraction, (0.0, 1.0)).all():
+        # Every cell is all or nothing but not in order: no resampling varies them, so a fit
+        # would report a zero-width interval around a boundary the data do not have.
+        falls = p[1:][np.diff(fraction) < 0]
+        return status("not monotone", f"generalization falls again at p={falls[0]:.4g} (none "
+                                      "generalized there): no single boundary in this range")
     log_p = np.log(p)
     centre, scale = log_p.mean(), log_p.std()
     x = (log_p - centre) / scale  # standardised for a well-conditioned Newton iteration
