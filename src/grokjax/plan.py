@@ -46,7 +46,13 @@ class Bucket:
 
     @property
     def id(self) -> str:
-        return hashlib.sha1(repr((self.static, self.group)).encode()).hexdigest()[:8]
+        # Static's repr without the fields a run id omits at their default, so buckets that
+        # existed before those fields keep their ids.
+        omitted = config.ID_OMITS_DEFAULT
+        shown = ", ".join(f"{f.name}={getattr(self.static, f.name)!r}"
+                          for f in dataclasses.fields(self.static)
+                          if omitted.get(f.name, ...) != getattr(self.static, f.name))
+        return hashlib.sha1(f"(Static({shown}), {self.group!r})".encode()).hexdigest()[:8]
 
     @property
     def table_rows(self) -> int:
