@@ -1,6 +1,7 @@
 """The engine end to end: tables equal single runs, any device count, resume, refusals."""
 
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -251,3 +252,6 @@ def test_vmapped_slots_are_sized_from_xlas_memory_analysis_and_compile_once_per_
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert len(finished) == 12 and all(f.curves["step"][-1] == 40 for f in finished)
+    # The plan, printed before anything compiles, leaves vmapped slots to XLA's figure.
+    text = plan.describe(spec.parse(TINY_SWEEP), [bucket], budget, 1, loops_over_runs=False)
+    assert re.search(rf"{bucket.id} +7 +9 +xla ", text) and "XLA's memory analysis" in text

@@ -24,14 +24,15 @@ Params = dict[str, jax.Array]
 # float32. Complex operands have no bfloat16 type and keep ``tf32``'s treatment.
 PRECISIONS = ("highest", "tf32", "bf16")
 PRECISION = jax.lax.Precision.HIGHEST  # what measurements (diagnostics) always use
-_LAX_PRECISION = {"highest": PRECISION, "tf32": jax.lax.Precision.DEFAULT}
+_LAX_PRECISION = {"highest": PRECISION, "tf32": jax.lax.Precision.DEFAULT,
+                  "bf16": jax.lax.Precision.DEFAULT}  # bf16: for complex operands only
 
 
 def _contract(op, a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
     if precision == "bf16" and not (jnp.iscomplexobj(a) or jnp.iscomplexobj(b)):
         return op(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
                   preferred_element_type=jnp.float32)
-    return op(a, b, precision=_LAX_PRECISION.get(precision, jax.lax.Precision.DEFAULT))
+    return op(a, b, precision=_LAX_PRECISION[precision])
 
 
 def matmul(a: jax.Array, b: jax.Array, precision: str = "highest") -> jax.Array:
@@ -42,6 +43,7 @@ def matmul(a: jax.Array, b: jax.Array, precision: str = "highest") -> jax.Array:
 def einsum(subscripts: str, a: jax.Array, b: jax.Array, precision: str = "highest") -> jax.Array:
     """A two-operand einsum at a run's ``precision``."""
     return _contract(partial(jnp.einsum, subscripts), a, b, precision)
+
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sqr": jnp.square,
