@@ -102,12 +102,9 @@ def measure(label: str, group: str, width: int, test_size: float, runs: int, eva
     steps_per_call = program.evals_per_segment * eval_every
     rate = runs * steps_per_call / statistics.median(times)
     flops = rate * useful_flops_per_run_step(int(group), width, bucket.train_rows, eval_every)
-    memory = program.segment.memory_analysis()
-    mib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-           + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**20
     label += " +diagnostics" if diagnostics else ""
     return Row(label, runs, eval_every, program.compile_seconds, rate, flops / 1e9, flops / peak,
-               mib)
+               program.memory_bytes / 2**20)
 
 
 def markdown(rows: list[Row], peak: float) -> str:

@@ -18,6 +18,7 @@ TWO_VALUES = {
     "activation": (["sqr", "relu"], {}),
     "loss": (["mse", "nll"], {}),
     "optimizer": (["adam", "sgd"], {}),
+    "precision": (["highest", "bf16"], {}),
     "lr": ([0.01, 0.02], {}),
     "weight_decay": ([0.0, 1e-3], {}),
     "seed": ([0, 1], {}),
@@ -90,6 +91,16 @@ def test_run_id_is_the_same_for_int_and_float_values_and_unchanged_for_floats():
     assert results.run_id(config.RunConfig()) == "a74be6fadc715493"
     assert results.run_id(config.RunConfig(group="7", weight_decay=1e-3, seed=2,
                                            ridge_lambda=1e-3)) == "48f9dd8fdcd39d73"
+
+
+def test_a_field_added_later_changes_ids_only_away_from_its_default():
+    base = {"fixed": {"group": "7", "K": 8, "steps": 10, "eval_every": 5, "ridge_lambda": 1e-3}}
+    (old,) = plan.plan_runs(spec.from_dict(base))
+    assert old.id == "234880fb"  # the bucket id before precision was declared
+    assert results.run_id(config.RunConfig(precision="highest")) == "a74be6fadc715493"
+    base["fixed"]["precision"] = "bf16"
+    (new,) = plan.plan_runs(spec.from_dict(base))
+    assert new.id != old.id and new.runs[0].run_id != old.runs[0].run_id
 
 
 def test_range_text_reads_like_an_interval():

@@ -1,6 +1,7 @@
 """The engine end to end: tables equal single runs, any device count, resume, refusals."""
 
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -9,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import TINY_SWEEP
+from jax.sharding import Mesh
 
-from grokjax import data, groups, outdir, plan, results, spec, sweep
+from grokjax import data, engine, groups, outdir, plan, results, spec, sweep
 from grokjax.train import HParams, Split, Task, make_train
 
 
@@ -211,3 +213,45 @@ def test_every_group_family_and_three_operands_train(tmp_path):
     assert runs.loc["S3", "max_irrep_degree"] == 2 and runs.loc["A4", "M"] == 12
     assert runs.loc["5", "n_train"] + runs.loc["5", "n_test"] == 125
     assert runs.loc["expr:x**2+x*y+y**2 mod 7", "max_irrep_degree"] == 0
+
+
+def test_vmapped_slots_are_sized_from_xlas_memory_analysis_and_compile_once_per_shape():
+    """On GPU/TPU the slots are vmapped; forced here on CPU. Two probe sizes give XLA's fixed
+    and per-run bytes; a budget of fixed + 3.5 runs gives 3 slots, whose program XLA says fits;
+    each (shape, slots) compiles once (empty state + segment), however often it is asked for."""
+    bucket = plan.plan_runs(spec.parse(TINY_SWEEP))[0]
+    mesh = Mesh(np.array(jax.local_devices()[:1]), ("runs",))
+    compiles, programs = [], {}
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.random.PRNGKey(0)  # the slots' key derivation, compiled once per process
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        memory = engine.measure_memory(bucket, mesh, programs, runs_per_batch=None)
+        assert len(compiles) == 2 * len(engine.PROBE_SLOTS)
+        one, two = (programs[engine.program_key(bucket, n, None)].memory_bytes for n in (1, 2))
+        assert memory == plan.Memory(2 * one - two, two - one) and memory.per_run > 0
+        assert memory.per_run < plan.bytes_per_run(bucket)  # the hand formula is conservative
+        budget = memory.fixed + int(3.5 * memory.per_run)
+        per_device = plan.slots_per_device(memory, len(bucket.runs), budget, 1)
+        assert per_device == 3
+        assert plan.slots_per_device(memory, 2, budget, 1) == 2  # never more than the runs
+        assert plan.slots_per_device(None, 9, budget, 1) == 1  # a looping CPU device
+        finished = []
+        engine.train_bucket(bucket, list(bucket.runs), per_device, mesh, finished.extend,
+                            programs, runs_per_batch=None)
+        assert programs[engine.program_key(bucket, 3, None)].memory_bytes <= budget
+        assert len(compiles) == 2 * len(engine.PROBE_SLOTS) + 2
+        assert engine.measure_memory(bucket, mesh, programs, runs_per_batch=None) == memory
+        engine.train_bucket(bucket, list(bucket.runs[:3]), per_device, mesh, finished.extend,
+                            programs, runs_per_batch=None)
+        assert len(compiles) == 2 * len(engine.PROBE_SLOTS) + 2
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(finished) == 12 and all(f.curves["step"][-1] == 40 for f in finished)
+    # The plan, printed before anything compiles, leaves vmapped slots to XLA's figure.
+    text = plan.describe(spec.parse(TINY_SWEEP), [bucket], budget, 1, loops_over_runs=False)
+    assert re.search(rf"{bucket.id} +7 +9 +xla ", text) and "XLA's memory analysis" in text

@@ -181,3 +181,33 @@ def test_trainable_embedding_starts_as_the_one_hot_model_and_moves():
     frozen, trained = run_variant(), run_variant(embed_trainable=True)
     assert frozen.metrics["train_loss"][0] == trained.metrics["train_loss"][0]
     assert not np.allclose(trained.state.params["E"], np.eye(7))
+
+
+def test_tf32_on_cpu_is_float32_and_bf16_rounds_operands_but_keeps_float32_state():
+    """``tf32`` is the backend's float32 default: on XLA:CPU that is full float32, so it equals
+    ``highest`` bitwise here (on an NVIDIA GPU it would be TF32). ``bf16`` rounds each matmul's
+    operands to bfloat16 (8 mantissa bits), so its numbers differ from the first evaluation on,
+    yet early curves stay close; its parameters and optimizer moments remain float32."""
+    highest, tf32 = run_variant(), run_variant(precision="tf32")
+    for name, curve in highest.metrics.items():
+        np.testing.assert_array_equal(tf32.metrics[name], curve, err_msg=name)
+    for variant in ({}, {"other_layers": 1}, {"embed_trainable": True}):
+        full, bf16 = run_variant(**variant), run_variant(precision="bf16", **variant)
+        assert not np.array_equal(bf16.metrics["train_loss"], full.metrics["train_loss"])
+        # bfloat16 keeps ~3 significant digits: losses agree to a few per cent early on.
+        np.testing.assert_allclose(bf16.metrics["train_loss"][:3], full.metrics["train_loss"][:3],
+                                   rtol=0.05, err_msg=str(variant))
+        dtypes = {leaf.dtype for leaf in jax.tree.leaves((bf16.state.params,
+                                                          bf16.state.opt_state))}
+        assert jnp.bfloat16 not in dtypes, variant
+
+
+def test_bf16_matmul_rounds_operands_and_accumulates_in_float32():
+    a = jnp.asarray([[1.0 + 2.0**-10, 1.0]], jnp.float32)  # 1 + 2^-10 rounds to 1 in bf16
+    b = jnp.ones((2, 1), jnp.float32) * 3.0
+    assert model.matmul(a, b, "highest")[0, 0] == 3.0 * (2.0 + 2.0**-10)
+    out = model.matmul(a, b, "bf16")
+    assert out.dtype == jnp.float32 and out[0, 0] == 6.0
+    # Accumulation in float32: a sum that bfloat16 could not hold (2^9 + 1) is exact.
+    many = jnp.ones((1, 513), jnp.float32)
+    assert model.matmul(many, jnp.ones((513, 1)), "bf16")[0, 0] == 513.0

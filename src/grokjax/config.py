@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from grokjax import data, groups
-from grokjax.model import ACTIVATIONS, LOSSES
+from grokjax.model import ACTIVATIONS, LOSSES, PRECISIONS
 from grokjax.optim import OPTIMIZERS
 
 ROLES = ("static", "hparam", "split", "seed")
@@ -69,6 +69,9 @@ class Field:
     le: float | None = None
     lt: float | None = None
     hint: str = ""  # said after the value in a range error, e.g. "(hidden width)"
+    # A field added after ids were first written leaves the id at its default (results.run_id),
+    # so every run that existed before it keeps its id.
+    in_id_at_default: bool = True
     # What the runs table records instead of the value as given (e.g. the resolved test size).
     recorded: Callable[[Any, Resolved], Any] | None = None
 
@@ -153,6 +156,9 @@ COLUMNS: tuple[Field | Derived, ...] = (
     Field("activation", str, "sqr", "static", "σ", choices=tuple(ACTIVATIONS)),
     Field("loss", str, "mse", "static", "training loss", choices=tuple(LOSSES)),
     Field("optimizer", str, "adam", "static", "optimizer family", choices=tuple(OPTIMIZERS)),
+    Field("precision", str, "highest", "static", "matmul precision: float32, the backend's "
+          "float32 default (TF32 on GPU) or bfloat16 operands", choices=PRECISIONS,
+          in_id_at_default=False),
     Field("lr", float, 0.01, "hparam", "learning rate", gt=0),
     Field("weight_decay", float, 1e-4, "hparam", "weight decay η", ge=0),
     Field("seed", int, 0, "seed", "init key and split shuffle", condition=False, ge=0, lt=2**32),
@@ -194,6 +200,8 @@ SPLIT_FIELDS = ("test_size", "train_fraction", "critical_ratio_delta")  # set at
 CHOICES = {name: f.choices for name, f in FIELDS.items() if f.choices}
 COLUMN_DTYPES = {c.name: c.dtype for c in COLUMNS}
 CONDITION_COLUMNS = tuple(c.name for c in COLUMNS if c.condition)
+# Fields a run id leaves out at these (their default) values.
+ID_OMITS_DEFAULT = {name: f.default for name, f in FIELDS.items() if not f.in_id_at_default}
 assert all(f.role in ROLES for f in FIELDS.values())
 
 

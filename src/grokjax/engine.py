@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from grokjax import data, groups
-from grokjax.plan import Bucket, PlannedRun
+from grokjax.plan import Bucket, Memory, PlannedRun
 from grokjax.train import (
     HParams,
     Split,
@@ -60,6 +60,7 @@ class Program:
     features: Callable | None  # (state, hparams, split, task) -> per-node arrays
     evals_per_segment: int
     compile_seconds: float
+    memory_bytes: int  # XLA's figure for one call of segment on one device
 
 
 def use_every_cpu_core() -> None:
@@ -89,7 +90,7 @@ def default_memory_budget() -> int:
 
 
 def loops_over_runs() -> bool:
-    return default_runs_per_batch(jax.default_backend()) is not None
+    return backend_runs_per_batch() is not None
 
 
 def evals_per_segment(num_points: int, segments: int = SEGMENTS_PER_RUN) -> int:
@@ -127,16 +128,23 @@ class Slots:
         return HParams(*self.hparams), Split(self.train_rows, self.is_train), self.keys
 
 
+def backend_runs_per_batch() -> int | None:
+    """How this backend lays out a device's slots (train.over_runs): 1 loops, None vmaps."""
+    return default_runs_per_batch(jax.default_backend())
+
+
 def compile_program(static: Static, args: tuple, mesh: Mesh,
-                    runs_per_batch: int | None = None) -> Program:
+                    runs_per_batch: int | None | str = "backend") -> Program:
     """Ahead-of-time compile the empty state, segment and features for the shapes of ``args``
-    (hparams, split, keys, fresh, task)."""
+    (hparams, split, keys, fresh, task; arrays or ShapeDtypeStructs with their shardings), with
+    a device's slots laid out as ``runs_per_batch`` says (train.over_runs; "backend": its
+    default)."""
     fns = make_train(static)
     per_run = NamedSharding(mesh, P("runs"))
     hparams, split, keys, fresh, task = args
     per_segment = evals_per_segment(static.num_evals + 1)
-    if runs_per_batch is None:
-        runs_per_batch = default_runs_per_batch(jax.default_backend())
+    if runs_per_batch == "backend":
+        runs_per_batch = backend_runs_per_batch()
 
     def on_devices(fn, per_run_args: int):
         # Every device computes only its own runs, so there is nothing for the varying-axis
@@ -159,27 +167,71 @@ def compile_program(static: Static, args: tuple, mesh: Mesh,
                       donate_argnums=0).lower(state, hparams, split, keys, fresh, task).compile()
     features = (jax.jit(on_devices(fns.features, 3)).lower(state, hparams, split, task).compile()
                 if static.diagnostics else None)
-    return Program(empty, segment, features, per_segment, time.perf_counter() - start)
+    memory = segment.memory_analysis()
+    memory_bytes = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                    + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+    return Program(empty, segment, features, per_segment, time.perf_counter() - start,
+                   memory_bytes)
 
 
 def bucket_task(bucket: Bucket) -> Task:
     return Task(*data.operation_table(groups.parse_group(bucket.group), bucket.static.num_ops))
 
 
-def program_key(bucket: Bucket, slots: int) -> tuple:
-    """What a compiled program depends on: the bucket's code and shapes, and its slots."""
-    return bucket.static, bucket.group, slots, bucket.train_rows
+def program_key(bucket: Bucket, slots: int, runs_per_batch: int | None) -> tuple:
+    """What a compiled program depends on: the bucket's code and shapes, its slots and their
+    layout."""
+    return bucket.static, bucket.group, slots, bucket.train_rows, runs_per_batch
+
+
+def program_for(bucket: Bucket, slots: int, mesh: Mesh, programs: dict,
+                runs_per_batch: int | None,
+                on_compiled: Callable[[float], None] = lambda seconds: None) -> Program:
+    """The bucket's program for ``slots`` runs over the mesh, compiled from shapes alone on
+    first use and cached in ``programs``."""
+    key = program_key(bucket, slots, runs_per_batch)
+    if key not in programs:
+        per_run, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
+
+        def shape(x, sharding):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+        inputs = (*Slots(bucket, slots).inputs(), np.zeros(slots, bool))
+        rows, num_ops = bucket.table_rows, bucket.static.num_ops
+        task = Task(np.zeros((rows, num_ops), np.int32), np.zeros(rows, np.int32))
+        args = (*jax.tree.map(lambda x: shape(x, per_run), inputs),
+                jax.tree.map(lambda x: shape(x, replicated), task))
+        programs[key] = compile_program(bucket.static, args, mesh, runs_per_batch)
+        on_compiled(programs[key].compile_seconds)
+    return programs[key]
+
+
+PROBE_SLOTS = (1, 2)  # per device: two sizes give XLA's fixed and per-run bytes
+
+
+def measure_memory(bucket: Bucket, mesh: Mesh, programs: dict,
+                   runs_per_batch: int | None) -> Memory:
+    """XLA's own memory figure for the bucket's program on one device, as fixed + per-run bytes,
+    from its programs at PROBE_SLOTS slots per device (cached: a sweep that settles on one of
+    these sizes compiles nothing more)."""
+    devices = mesh.devices.size
+    totals = tuple(program_for(bucket, n * devices, mesh, programs, runs_per_batch).memory_bytes
+                   for n in PROBE_SLOTS)
+    return Memory.from_probes(PROBE_SLOTS, totals)
 
 
 def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int, mesh: Mesh,
                  on_finished: Callable[[list[FinishedRun]], None], programs: dict,
-                 on_compiled: Callable[[float], None] = lambda seconds: None) -> int:
+                 on_compiled: Callable[[float], None] = lambda seconds: None,
+                 runs_per_batch: int | None | str = "backend") -> int:
     """Train ``queue`` (runs of ``bucket``) through refilling slots; return run-steps executed.
 
     ``on_finished`` gets the runs done at each segment boundary, as soon as their metrics are
     on the host (so progress follows compute, not dispatch). ``programs`` caches compiled
     programs by shape across calls (a search trains a bucket again in every round).
     """
+    if runs_per_batch == "backend":
+        runs_per_batch = backend_runs_per_batch()
     devices = mesh.devices.size
     slots = Slots(bucket, slots_per_device * devices)
     per_run, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
@@ -188,12 +240,7 @@ def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int,
     for slot in range(min(slots.size, len(pending))):
         slots.fill(slot, pending.pop(0))
     hparams, split, keys = jax.device_put(slots.inputs(), per_run)
-    fresh = jax.device_put(slots.fresh, per_run)
-    shape = program_key(bucket, slots.size)
-    if shape not in programs:
-        programs[shape] = compile_program(bucket.static, (hparams, split, keys, fresh, task), mesh)
-        on_compiled(programs[shape].compile_seconds)
-    program = programs[shape]
+    program = program_for(bucket, slots.size, mesh, programs, runs_per_batch, on_compiled)
     state = program.empty(hparams, keys)
     executed = 0
     while any(run is not None for run in slots.runs):

@@ -9,15 +9,41 @@ matmul x·W exactly (adding the exact zeros of a one-hot product changes nothing
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 
 Params = dict[str, jax.Array]
 
-# Parity with the float32 reference needs full-precision matmuls on GPU/TPU (whose default for
-# float32 is a reduced-precision pass); on CPU this is the default anyway.
-PRECISION = jax.lax.Precision.HIGHEST
+# A run's matmul precision (the ``precision`` field). ``highest``: full float32, which parity with
+# the float32 reference needs on GPU/TPU (their float32 default is a reduced-precision pass).
+# ``tf32``: the backend's float32 default: TF32 on NVIDIA GPUs, one bf16 pass on TPUs, and plain
+# float32 on CPU (XLA:CPU has no reduced pass, so there it equals ``highest``). ``bf16``: operands
+# rounded to bfloat16, products accumulated in float32; parameters and optimizer state stay
+# float32. Complex operands have no bfloat16 type and keep ``tf32``'s treatment.
+PRECISIONS = ("highest", "tf32", "bf16")
+PRECISION = jax.lax.Precision.HIGHEST  # what measurements (diagnostics) always use
+_LAX_PRECISION = {"highest": PRECISION, "tf32": jax.lax.Precision.DEFAULT,
+                  "bf16": jax.lax.Precision.DEFAULT}  # bf16: for complex operands only
+
+
+def _contract(op, a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
+    if precision == "bf16" and not (jnp.iscomplexobj(a) or jnp.iscomplexobj(b)):
+        return op(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                  preferred_element_type=jnp.float32)
+    return op(a, b, precision=_LAX_PRECISION[precision])
+
+
+def matmul(a: jax.Array, b: jax.Array, precision: str = "highest") -> jax.Array:
+    """a·b at a run's ``precision`` (one of PRECISIONS)."""
+    return _contract(jnp.matmul, a, b, precision)
+
+
+def einsum(subscripts: str, a: jax.Array, b: jax.Array, precision: str = "highest") -> jax.Array:
+    """A two-operand einsum at a run's ``precision``."""
+    return _contract(partial(jnp.einsum, subscripts), a, b, precision)
+
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sqr": jnp.square,
@@ -76,38 +102,43 @@ def first_layer(W: jax.Array, inputs: jax.Array, order: int) -> jax.Array:
     return jnp.take(W, rows, axis=0).sum(axis=1)
 
 
-def hidden(params: Params, inputs: jax.Array, order: int) -> jax.Array:
+def hidden(params: Params, inputs: jax.Array, order: int, precision: str = "highest") -> jax.Array:
     """The first layer's pre-activation (n, K); with a trainable embedding E the operands are
-    embedded as rows of E (the identity at init) instead of one-hot vectors."""
+    embedded as rows of E (the identity at init) instead of one-hot vectors. Without E it is a
+    gather of W's rows summed in float32, whatever the precision (no matmul to reduce)."""
     W, _ = weights(params)
     if "E" not in params:
         return first_layer(W, inputs, order)
     blocks = W.reshape(inputs.shape[1], order, -1)  # (num_ops, M, K)
     embedded = params["E"].astype(W.dtype)[inputs]  # (n, num_ops, M)
-    return jnp.einsum("noi,oik->nk", embedded, blocks, precision=PRECISION)
+    return einsum("noi,oik->nk", embedded, blocks, precision)
 
 
-def top_features(params: Params, hidden: jax.Array, activation: str) -> jax.Array:
+def top_features(params: Params, hidden: jax.Array, activation: str,
+                 precision: str = "highest") -> jax.Array:
     """The input to V: σ(h), then x ← σ(x + x·U_l) for each extra residual layer.  (n, K)"""
     act = ACTIVATIONS[activation]
     x = act(hidden)
     for layer in params.get("U", ()):
-        x = act(x + jnp.matmul(x, layer, precision=PRECISION))
+        x = act(x + matmul(x, layer, precision))
     return x
 
 
-def readout(params: Params, features: jax.Array, output_multiplier: jax.Array) -> jax.Array:
+def readout(params: Params, features: jax.Array, output_multiplier: jax.Array,
+            precision: str = "highest") -> jax.Array:
     """Logits β·x·V; for complex weights their real part, as the code's loss and accuracy use."""
     _, V = weights(params)
-    return output_multiplier * jnp.real(jnp.matmul(features, V, precision=PRECISION))
+    return output_multiplier * jnp.real(matmul(features, V, precision))
 
 
 def forward(
-    params: Params, inputs: jax.Array, order: int, activation: str, output_multiplier: jax.Array
+    params: Params, inputs: jax.Array, order: int, activation: str, output_multiplier: jax.Array,
+    precision: str = "highest",
 ) -> jax.Array:
     """Logits (n, M) for operand rows ``inputs`` (n, num_ops)."""
-    features = top_features(params, hidden(params, inputs, order), activation)
-    return readout(params, features, output_multiplier)
+    features = top_features(params, hidden(params, inputs, order, precision), activation,
+                            precision)
+    return readout(params, features, output_multiplier, precision)
 
 
 def mean_loss(loss: str, logits: jax.Array, labels: jax.Array, member: jax.Array) -> jax.Array:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from grokjax import config, groups, results
 from grokjax.config import RunConfig
@@ -46,7 +47,13 @@ class Bucket:
 
     @property
     def id(self) -> str:
-        return hashlib.sha1(repr((self.static, self.group)).encode()).hexdigest()[:8]
+        # Static's repr without the fields a run id omits at their default, so buckets that
+        # existed before those fields keep their ids.
+        omitted = config.ID_OMITS_DEFAULT
+        shown = ", ".join(f"{f.name}={getattr(self.static, f.name)!r}"
+                          for f in dataclasses.fields(self.static)
+                          if omitted.get(f.name, ...) != getattr(self.static, f.name))
+        return hashlib.sha1(f"(Static({shown}), {self.group!r})".encode()).hexdigest()[:8]
 
     @property
     def table_rows(self) -> int:
@@ -88,7 +95,8 @@ def plan_runs(spec: SweepSpec, runs: list[PlannedRun] | None = None) -> list[Buc
 
 
 def bytes_per_run(bucket: Bucket) -> int:
-    """A conservative estimate of one run's device memory inside a batched call."""
+    """A conservative estimate of one run's device memory inside a batched call, for checks
+    before anything compiles (on GPU about 4x XLA's own figure, which sizes the slots)."""
     s = bucket.static
     params = s.num_ops * s.order * s.width + s.width * s.order + s.other_layers * s.width**2
     train_activations = bucket.train_rows * (s.width * (1 + s.other_layers) + s.order)
@@ -112,16 +120,30 @@ def check_memory(buckets: list[Bucket], memory_budget: int) -> None:
         raise SpecError(problems, "plan")
 
 
-def slots_per_device(bucket: Bucket, runs: int, memory_budget: int, num_devices: int,
-                     loops_over_runs: bool) -> int:
+class Memory(NamedTuple):
+    """XLA's memory analysis of a bucket's program on one device: fixed + per_run · slots bytes
+    (arguments + outputs + temporaries − donated aliases), from two compiled probe sizes."""
+
+    fixed: int  # what does not grow with the slots: the shared operation table, code buffers
+    per_run: int
+
+    @classmethod
+    def from_probes(cls, slots: tuple[int, int], total_bytes: tuple[int, int]) -> Memory:
+        per_run = max(1, (total_bytes[1] - total_bytes[0]) // (slots[1] - slots[0]))
+        return cls(max(0, total_bytes[0] - per_run * slots[0]), per_run)
+
+
+def slots_per_device(memory: Memory | None, runs: int, memory_budget: int,
+                     num_devices: int) -> int:
     """How many runs each device holds at once.
 
-    A device that loops over its runs one at a time (CPU) gains nothing from more slots than
-    one; one that vmaps them (GPU, TPU) takes as many as memory allows, up to its share.
+    A device that loops over its runs one at a time (CPU; ``memory`` None) gains nothing from
+    more slots than one; one that vmaps them (GPU, TPU) takes as many as XLA's own figure for
+    the program says fit the budget, up to its share.
     """
-    if loops_over_runs:
+    if memory is None:
         return 1
-    fit = max(1, memory_budget // bytes_per_run(bucket))
+    fit = max(1, (memory_budget - memory.fixed) // memory.per_run)
     return max(1, min(fit, math.ceil(runs / num_devices)))
 
 
@@ -160,13 +182,14 @@ def describe(spec: SweepSpec, buckets: list[Bucket], memory_budget: int, num_dev
         lines.append(f"  stop rule: {spec.stop.text}")
     if spec.search:
         lines.append(f"  search: {spec.search.text}")
-    lines.append(f"  {'bucket':<8} {'group':<10} {'runs':>6} {'slots':>6} {'MiB/run':>8} "
-                 f"{'MiB/call':>9}  static")
+    lines.append(f"  {'bucket':<8} {'group':<10} {'runs':>6} {'slots':>6} {'MiB/run':>8}  static")
     for bucket in buckets:
-        share = math.ceil(len(bucket.runs) / num_processes)
-        slots = num_devices * slots_per_device(bucket, share, memory_budget, num_devices,
-                                               loops_over_runs)
-        per_run = bytes_per_run(bucket) / 2**20
+        # Sizing vmapped slots needs the compiled program (engine.measure_memory), so the plan
+        # shows the conservative hand estimate; the sweep reports XLA's figure as it compiles.
+        slots = str(num_devices) if loops_over_runs else "xla"
         lines.append(f"  {bucket.id:<8} {bucket.group:<10} {len(bucket.runs):>6} {slots:>6} "
-                     f"{per_run:>8.2f} {per_run * slots:>9.2f}  {static_text(bucket.static)}")
+                     f"{bytes_per_run(bucket) / 2**20:>8.2f}  {static_text(bucket.static)}")
+    if not loops_over_runs:
+        lines.append("  (MiB/run: the planner's upper estimate; slots per device are sized from "
+                     "XLA's memory analysis of each bucket's program)")
     return "\n".join(lines)

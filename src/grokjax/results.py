@@ -54,9 +54,13 @@ DIAGNOSTIC_SUMMARY_DTYPES = {
 CURVES_DTYPES = {"run_id": "string", "step": "int64", **{m: "float64" for m in METRICS}}
 
 
-def run_id(config) -> str:
-    """A stable id: the hash of every config field (a dataclass), independent of grid order."""
-    text = json.dumps(asdict(config), sort_keys=True)
+def run_id(run) -> str:
+    """A stable id: the hash of every config field (a dataclass), independent of grid order.
+
+    Fields declared later (``in_id_at_default=False``) count only away from their default."""
+    skipped = config.ID_OMITS_DEFAULT
+    text = json.dumps({k: v for k, v in asdict(run).items()
+                       if k not in skipped or v != skipped[k]}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

@@ -62,6 +62,7 @@ class SweepReport:
     runs_generalized: int = 0  # of those trained now
     rounds: int = 0
     compile_seconds: dict[str, float] = field(default_factory=dict)
+    memory_per_run_mib: dict[str, float] = field(default_factory=dict)  # XLA's, vmapped slots
     train_seconds: float = 0.0
     run_steps: int = 0  # executed by this invocation
     slowest_bucket_seconds: float = 0.0
@@ -77,6 +78,7 @@ class SweepReport:
             "devices": self.devices, "runs": self.runs, "runs_skipped": self.runs_skipped,
             "runs_trained": self.runs_trained, "runs_stopped": self.runs_stopped,
             "rounds": self.rounds, "compile_seconds": self.compile_seconds,
+            "memory_per_run_mib": self.memory_per_run_mib,
             "train_seconds": self.train_seconds, "run_steps": self.run_steps,
             "run_steps_per_second": None if math.isnan(rate) else rate,
         }
@@ -275,15 +277,25 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
     report.runs += share_size
     report.runs_skipped += share_size - todo
     progress.add(todo)
-    loops = engine.loops_over_runs()
+    layout = engine.backend_runs_per_batch()
     for bucket, queue in shares:
         if not queue:
             continue
-        per_device = plan.slots_per_device(bucket, len(queue), budget, mesh.devices.size, loops)
-        if engine.program_key(bucket, per_device * mesh.devices.size) not in programs:
+        start, compile_seconds = time.perf_counter(), []
+        memory = None
+        if layout is None:  # vmapped slots: size them from XLA's figure for this program
+            progress.note(f"measuring bucket {bucket.id}'s memory ({bucket.group}, "
+                          f"K={bucket.static.width})")
+            memory = engine.measure_memory(bucket, mesh, programs, layout)
+            compile_seconds.append(time.perf_counter() - start)  # the probes' compiles
+            report.memory_per_run_mib[bucket.id] = memory.per_run / 2**20
+        per_device = plan.slots_per_device(memory, len(queue), budget, mesh.devices.size)
+        if memory:
+            progress.note(f"bucket {bucket.id}: XLA {memory.per_run / 2**20:.2f} MiB per run + "
+                          f"{memory.fixed / 2**20:.2f} MiB fixed, {per_device} slots per device")
+        if engine.program_key(bucket, per_device * mesh.devices.size, layout) not in programs:
             progress.note(f"compiling bucket {bucket.id} ({bucket.group}, "
                           f"K={bucket.static.width})")
-        start, compile_seconds = time.perf_counter(), []
 
         def compiled(seconds: float, bucket: Bucket = bucket,
                      spent: list[float] = compile_seconds) -> None:
@@ -293,7 +305,7 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
 
         engine.train_bucket(bucket, queue, per_device, mesh,
                             lambda finished, bucket=bucket: writer.add(bucket, finished),
-                            programs, compiled)
+                            programs, compiled, layout)
         writer.flush()
         seconds = time.perf_counter() - start
         report.train_seconds += seconds - sum(compile_seconds)

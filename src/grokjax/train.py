@@ -53,6 +53,7 @@ class Static:
     complex_weights: bool = False
     diagnostics: bool = False  # Li2 diagnostics at every evaluation, features at the end
     fourier: bool = False  # the group is Z_M, so hidden nodes have a Fourier spectrum
+    precision: str = "highest"  # of the model's matmuls (model.PRECISIONS); diagnostics: highest
     stop: StopRule | None = None  # end a run early once its answer is decided
 
     @property
@@ -109,12 +110,12 @@ class TrainFunctions(NamedTuple):
     train: Any  # (hparams, split, key, task) -> Outputs
 
 
-def ridge_top_layer(features: jax.Array, targets: jax.Array, ridge_lambda: jax.Array) -> jax.Array:
+def ridge_top_layer(features: jax.Array, targets: jax.Array, ridge_lambda: jax.Array,
+                    precision: str = "highest") -> jax.Array:
     """(FᵀF + λI)⁻¹FᵀY by SVD of F, as the code computes it (stable in float32)."""
     u, s, vt = jnp.linalg.svd(features, full_matrices=False)
-    projected = jnp.matmul(u.T, targets, precision=model.PRECISION)
-    return jnp.matmul(vt.T, (s / (s * s + ridge_lambda))[:, None] * projected,
-                      precision=model.PRECISION)
+    projected = model.matmul(u.T, targets, precision)
+    return model.matmul(vt.T, (s / (s * s + ridge_lambda))[:, None] * projected, precision)
 
 
 def over_runs(fn, runs_per_batch: int | None):
@@ -155,7 +156,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def make_train(static: Static) -> TrainFunctions:
-    order = static.order
+    order, precision = static.order, static.precision
 
     def optimizer(hparams: HParams) -> optax.GradientTransformation:
         return OPTIMIZERS[static.optimizer](hparams.lr, hparams.weight_decay, static.steps)
@@ -176,19 +177,19 @@ def make_train(static: Static) -> TrainFunctions:
     def train_loss(params, hparams: HParams, split: Split, task: Task):
         present = _train_rows_present(split)
         labels = task.labels[split.train_rows]
-        features = model.top_features(
-            params, model.hidden(params, task.inputs[split.train_rows], order), static.activation,
-        )
+        inputs = task.inputs[split.train_rows]
+        features = model.top_features(params, model.hidden(params, inputs, order, precision),
+                                      static.activation, precision)
         V = params["V"]
         if static.ridge:
             targets = jax.nn.one_hot(labels, order) - 1.0 / order
             solved = ridge_top_layer(jnp.where(present[:, None], features, 0.0),
                                      jnp.where(present[:, None], targets, 0.0),
-                                     hparams.ridge_lambda)
+                                     hparams.ridge_lambda, precision)
             V = jax.lax.stop_gradient(solved)
             # Forward with the solved V; its gradient is taken at that point, as in the code.
             params = {**params, "V": params["V"] + jax.lax.stop_gradient(V - params["V"])}
-        logits = model.readout(params, features, hparams.output_multiplier)
+        logits = model.readout(params, features, hparams.output_multiplier, precision)
         return model.mean_loss(static.loss, logits, labels, present), V
 
     def step(state: State, hparams: HParams, split: Split, task: Task) -> State:
@@ -229,7 +230,7 @@ def make_train(static: Static) -> TrainFunctions:
 
     def evaluate(state: State, hparams: HParams, split: Split, task: Task) -> Metrics:
         logits = model.forward(state.params, task.inputs, order, static.activation,
-                               hparams.output_multiplier)
+                               hparams.output_multiplier, precision)
         correct = jnp.argmax(logits, axis=-1) == task.labels
         is_test = ~split.is_train
         metrics = {
