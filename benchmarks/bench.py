@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import engine, plan
+from grokjax import config, engine, plan
 from grokjax.spec import SweepSpec
 
 # (label, group, K, test_size): the issue's standard buckets.
@@ -72,11 +72,12 @@ class Row:
 
 
 def measure(label: str, group: str, width: int, test_size: float, runs: int, eval_every: int,
-            peak: float, repeats: int, diagnostics: bool = False) -> Row:
+            peak: float, repeats: int, diagnostics: bool = False, **static: str) -> Row:
+    """``static``: precision and first_layer, as in a sweep file."""
     # Long enough that no run ends while it is measured: every slot stays busy.
     steps = 1000 * max(eval_every, 8)
     fixed = dict(group=group, K=width, test_size=test_size, lr=1e-3, weight_decay=1e-4,
-                 steps=steps, eval_every=eval_every, diagnostics=diagnostics)
+                 steps=steps, eval_every=eval_every, diagnostics=diagnostics, **static)
     spec = SweepSpec("bench", "", "default", fixed, ({"seed": list(range(runs))},), "")
     [bucket] = plan.plan_runs(spec)
     mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("runs",))
@@ -102,7 +103,8 @@ def measure(label: str, group: str, width: int, test_size: float, runs: int, eva
     steps_per_call = program.evals_per_segment * eval_every
     rate = runs * steps_per_call / statistics.median(times)
     flops = rate * useful_flops_per_run_step(int(group), width, bucket.train_rows, eval_every)
-    label += " +diagnostics" if diagnostics else ""
+    label += " +diagnostics" * diagnostics + "".join(
+        f" {value}" for name, value in static.items() if value != config.FIELDS[name].default)
     return Row(label, runs, eval_every, program.compile_seconds, rate, flops / 1e9, flops / peak,
                program.memory_bytes / 2**20)
 
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="indices into the standard buckets (3: the fig3 bucket)")
     parser.add_argument("--diagnostics", action="store_true",
                         help="also measure each setting with the Li2 diagnostics on")
+    parser.add_argument("--precision", default="highest", choices=config.CHOICES["precision"])
+    parser.add_argument("--first-layer", default="xla", choices=config.CHOICES["first_layer"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = parser.parse_args(argv)
@@ -160,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         break
                 for diagnostics in (False, True) if args.diagnostics else (False,):
                     row = measure(label, group, width, test_size, runs, eval_every, peak,
-                                  args.repeats, diagnostics)
+                                  args.repeats, diagnostics, precision=args.precision,
+                                  first_layer=args.first_layer)
                     rows.append(row)
                     print(markdown([row], peak).splitlines()[-1], file=sys.stderr)
     table = markdown(rows, peak)

@@ -8,6 +8,7 @@ fused multiply-adds. Gradients get rtol 1e-5: a GPU's scatter-add sums a row's f
 in any order.
 """
 
+
 from dataclasses import replace
 
 import jax
@@ -15,8 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax import kernels, model
-from grokjax.train import Static
+from grokjax import data, groups, kernels, model
 
 RTOL, ATOL = 2e-6, 1e-6
 GRAD_RTOL, GRAD_ATOL = 1e-5, 1e-6
@@ -126,12 +126,32 @@ def test_block_sizes_must_be_powers_of_2():
         kernels.fused_hidden(W, inputs, 5, "sqr", block_n=24)
 
 
-def test_use_kernel():
-    static = Static(order=23, num_ops=2, width=256, activation="sqr", loss="mse",
-                    optimizer="adam", steps=10, eval_every=1)
-    assert kernels.use_kernel(static, "gpu")
-    assert not kernels.use_kernel(static, "cpu")
-    assert not kernels.use_kernel(static, "tpu")
-    assert not kernels.use_kernel(replace(static, embed_trainable=True), "gpu")
-    assert not kernels.use_kernel(replace(static, complex_weights=True), "gpu")
-    assert kernels.use_kernel(static) == (jax.default_backend() == "gpu")
+
+
+def test_a_sweep_field_trains_through_the_kernel_with_the_same_curves():
+    """first_layer = "pallas" (interpreted on CPU) trains the same run as the XLA path."""
+    from grokjax.train import HParams, Split, Static, Task, make_train
+
+    table = data.operation_table(groups.parse_group("7"), 2)
+    train_idx, _ = data.split(49, 0.4, 1)
+    is_train = np.zeros(49, bool)
+    is_train[train_idx] = True
+    args = (HParams(*(jnp.float32(v) for v in (0.01, 1e-3, 0.0, 1.0, 1.0, 0.0))),
+            Split(jnp.asarray(train_idx), jnp.asarray(is_train)), jax.random.PRNGKey(1),
+            Task(*map(jnp.asarray, table)))
+    static = Static(order=7, num_ops=2, width=16, activation="relusqr", loss="mse",
+                    optimizer="adam", steps=20, eval_every=5)
+    curves = [jax.jit(make_train(replace(static, first_layer=path)).train)(*args).metrics
+              for path in ("xla", "pallas")]
+    for name in ("train_loss", "test_loss", "train_acc"):
+        np.testing.assert_allclose(curves[1][name], curves[0][name], rtol=2e-6, atol=1e-7)
+
+
+def test_the_kernel_needs_one_hot_operands_and_real_weights():
+    from helpers import TINY_SWEEP
+
+    from grokjax import spec
+
+    text = TINY_SWEEP.replace("[fixed]", '[fixed]\nfirst_layer = "pallas"\nembed_trainable = true')
+    with pytest.raises(spec.SpecError, match="first_layer = 'pallas' fuses one-hot operands"):
+        spec.parse(text)

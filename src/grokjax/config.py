@@ -159,6 +159,9 @@ COLUMNS: tuple[Field | Derived, ...] = (
     Field("precision", str, "highest", "static", "matmul precision: float32, the backend's "
           "float32 default (TF32 on GPU) or bfloat16 operands", choices=PRECISIONS,
           in_id_at_default=False),
+    Field("first_layer", str, "xla", "static", "how training computes σ(x·W): XLA's gather, "
+          "or the fused Pallas kernel (GPU; interpreted, slowly, elsewhere)",
+          choices=("xla", "pallas"), condition=False, in_id_at_default=False),
     Field("lr", float, 0.01, "hparam", "learning rate", gt=0),
     Field("weight_decay", float, 1e-4, "hparam", "weight decay η", ge=0),
     Field("seed", int, 0, "seed", "init key and split shuffle", condition=False, ge=0, lt=2**32),

@@ -42,13 +42,6 @@ def reference_hidden(W: jax.Array, inputs: jax.Array, order: int, activation: st
     return model.ACTIVATIONS[activation](model.first_layer(W, inputs, order))
 
 
-def use_kernel(static, backend: str | None = None) -> bool:
-    """Whether a bucket's first layer runs as ``fused_hidden``: on a GPU, for real one-hot
-    operands (a trainable embedding or complex weights keep the model's own path)."""
-    backend = backend or jax.default_backend()
-    return backend == "gpu" and not static.embed_trainable and not static.complex_weights
-
-
 def fused_hidden(
     W: jax.Array, inputs: jax.Array, order: int, activation: str, *,
     interpret: bool | None = None, block_n: int = BLOCK_N, block_k: int = BLOCK_K,

@@ -261,6 +261,9 @@ def _run_problems(run: RunConfig) -> list[str]:
                         "optimizer, no ridge_lambda and other_layers = 0")
     if run.imag_init_scale and not run.complex_weights:
         problems.append("imag_init_scale needs complex_weights = true")
+    if run.first_layer == "pallas" and (run.embed_trainable or run.complex_weights):
+        problems.append("first_layer = 'pallas' fuses one-hot operands with a real W: it needs "
+                        "embed_trainable = false and complex_weights = false")
     if run.ridge_lambda is not None and run.loss != "mse":
         problems.append("ridge_lambda (the ridge top layer) needs loss = 'mse', as in the paper's "
                         f"code; got loss = {run.loss!r}")
