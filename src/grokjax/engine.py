@@ -223,8 +223,8 @@ def measure_memory(bucket: Bucket, mesh: Mesh, programs: dict,
 def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int, mesh: Mesh,
                  on_finished: Callable[[list[FinishedRun]], None], programs: dict,
                  on_compiled: Callable[[float], None] = lambda seconds: None,
-                 runs_per_batch: int | None | str = "backend") -> int:
-    """Train ``queue`` (runs of ``bucket``) through refilling slots; return run-steps executed.
+                 runs_per_batch: int | None | str = "backend") -> None:
+    """Train ``queue`` (runs of ``bucket``) through refilling slots.
 
     ``on_finished`` gets the runs done at each segment boundary, as soon as their metrics are
     on the host (so progress follows compute, not dispatch). ``programs`` caches compiled
@@ -242,7 +242,6 @@ def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int,
     hparams, split, keys = jax.device_put(slots.inputs(), per_run)
     program = program_for(bucket, slots.size, mesh, programs, runs_per_batch, on_compiled)
     state = program.empty(hparams, keys)
-    executed = 0
     while any(run is not None for run in slots.runs):
         start = time.perf_counter()
         fresh = jax.device_put(slots.fresh, per_run)
@@ -263,7 +262,6 @@ def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int,
         for i in finished:
             curves = {name: np.concatenate([p[name] for p in slots.points[i]])
                       for name in metrics}
-            executed += int(curves["step"][-1])
             done_runs.append(FinishedRun(
                 slots.runs[i], curves, int(diverged[i]), int(stopped[i]),
                 None if features is None else {k: v[i] for k, v in features.items()},
@@ -275,4 +273,3 @@ def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int,
             on_finished(done_runs)
         if slots.fresh.any():
             hparams, split, keys = jax.device_put(slots.inputs(), per_run)
-    return executed
