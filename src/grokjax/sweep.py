@@ -239,7 +239,7 @@ class Writer:
         self.metadata, self.report, self.progress = metadata, report, progress
         self.pending: list[FinishedRun] = []
         self.bucket: Bucket | None = None
-        self.flushed = time.monotonic()
+        self.flushed = -math.inf  # the first finished runs are written at once
 
     def add(self, bucket: Bucket, finished: list[FinishedRun]) -> None:
         self.bucket = bucket
