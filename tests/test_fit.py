@@ -227,14 +227,18 @@ def test_boundary_separated_reports_bracket_not_a_fit():
     assert row.p_star_hi == pytest.approx(0.3, rel=0.02)
 
 
-def test_boundary_that_falls_again_is_not_fitted():
+def test_boundary_that_falls_again_is_the_first_rise():
     """A_5 in the irrep search: none at p=0.2, all at 0.45 and 0.71, none at 0.96 (2000 steps
-    are too few there). No resampling varies all-or-nothing cells, so a fit would claim a
-    zero-width interval."""
+    are too few there). No resampling varies all-or-nothing cells, so a fit over all of them
+    would claim a zero-width interval: the boundary is the first rise, the fall is left out."""
     p = np.repeat([0.2, 0.45, 0.71, 0.96], 4)
     _, row = _boundary_row(runs_table(np.full(16, 60), p, (p > 0.3) & (p < 0.9)))
-    assert row.status == "not monotone" and "falls again at p=0.96" in row.message
-    assert np.isnan(row.p_star) and np.isnan(row.p_star_lo)
+    assert row.status == "separated" and "p ≥ 0.96 left out" in row.message
+    assert row.p_star_lo == pytest.approx(0.2, rel=0.02)
+    assert row.p_star_hi == pytest.approx(0.45, rel=0.02)
+    only_falls = p < 0.3  # all generalize below, none above: no rise in the range
+    _, row = _boundary_row(runs_table(np.full(16, 60), p, only_falls))
+    assert row.status == "not monotone" and np.isnan(row.p_star)
 
 
 def test_boundary_decreasing_and_outside_grid():

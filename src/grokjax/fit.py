@@ -210,6 +210,18 @@ def _boundary_estimate(p, n, k, rng, n_boot: int, level: float) -> dict[str, obj
         return status("none generalized",
                       f"no run generalized: p* > {p[-1]:.4g}, the largest p tried")
     fraction = k / n
+    falls = np.flatnonzero(np.diff(fraction) < 0)
+    if np.isin(fraction, (0.0, 1.0)).all() and falls.size:
+        # All-or-nothing cells out of order: no resampling varies them, so a fit over all of
+        # them would claim a zero-width interval. The boundary is the first rise: keep the
+        # cells before generalization falls again (e.g. too few steps at a large p).
+        cut = falls[0] + 1
+        notes.append(f"cells at p ≥ {p[cut]:.4g} left out: generalization falls again there")
+        p, n, k, fraction = p[:cut], n[:cut], k[:cut], fraction[:cut]
+        row |= {"n_runs": int(n.sum()), "n_p": len(p), "min_seeds": int(n.min())}
+        if k.sum() == n.sum():
+            return status("not monotone", f"generalization falls at p={p[-1]:.4g} or above "
+                                          "with no rise below it: no boundary in this range")
     z = distributions.norm.ppf(0.5 + level / 2)
     if np.isin(fraction, (0.0, 1.0)).all() and (np.diff(fraction) >= 0).all():
         # Complete separation: p* lies somewhere between the two cells; report that bracket.
@@ -220,12 +232,6 @@ def _boundary_estimate(p, n, k, rng, n_boot: int, level: float) -> dict[str, obj
         return status("separated", f"sharp transition between p={below:.4g} (none generalized)"
                                    f" and p={above:.4g} (all): p* is bracketed, not fitted;"
                                    " refine the train_fraction grid")
-    if np.isin(fraction, (0.0, 1.0)).all():
-        # Every cell is all or nothing but not in order: no resampling varies them, so a fit
-        # would report a zero-width interval around a boundary the data do not have.
-        falls = p[1:][np.diff(fraction) < 0]
-        return status("not monotone", f"generalization falls again at p={falls[0]:.4g} (none "
-                                      "generalized there): no single boundary in this range")
     log_p = np.log(p)
     centre, scale = log_p.mean(), log_p.std()
     x = (log_p - centre) / scale  # standardised for a well-conditioned Newton iteration

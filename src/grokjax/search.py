@@ -191,11 +191,18 @@ def next_round(search: Search, conditions: list, finished: pd.DataFrame, tried: 
         if search.ci_width is not None and np.isfinite(width) and width <= search.ci_width:
             continue
         picks = []
-        for fraction in _candidates(row, boundary.detail, search.new_points):
+        candidates = _candidates(row, boundary.detail, search.new_points)
+        # Only values inside the interval (or bracket) the candidates span: once its
+        # neighbours on the lattice are all tried, the condition is resolved at that resolution.
+        span = sorted(_fraction_to_index(search, condition, f)
+                      for f in (min(candidates, default=0), max(candidates, default=0)))
+        for fraction in candidates:
             target = _fraction_to_index(search, condition, fraction)
             # the nearest untried lattice index (ties to the lower), never a value tried
             for index_ in sorted(range(len(lattice)), key=lambda i: (abs(i - target), i)):
                 value = lattice[index_]
+                if not span[0] - 1 < index_ < span[-1] + 1:
+                    break
                 if float(value) not in tried[index] and value not in picks:
                     picks.append(value)
                     break
