@@ -242,12 +242,12 @@ def test_vmapped_slots_are_sized_from_xlas_memory_analysis_and_compile_once_per_
         assert plan.slots_per_device(None, 9, budget, 1) == 1  # a looping CPU device
         finished = []
         engine.train_bucket(bucket, list(bucket.runs), per_device, mesh, finished.extend,
-                            programs, runs_per_batch=None)
+                            programs, lambda seconds: None, runs_per_batch=None)
         assert programs[engine.program_key(bucket, 3, None)].memory_bytes <= budget
         assert len(compiles) == 2 * len(engine.PROBE_SLOTS) + 2
         assert engine.measure_memory(bucket, mesh, programs, runs_per_batch=None) == memory
         engine.train_bucket(bucket, list(bucket.runs[:3]), per_device, mesh, finished.extend,
-                            programs, runs_per_batch=None)
+                            programs, lambda seconds: None, runs_per_batch=None)
         assert len(compiles) == 2 * len(engine.PROBE_SLOTS) + 2
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)

@@ -134,17 +134,15 @@ def backend_runs_per_batch() -> int | None:
 
 
 def compile_program(static: Static, args: tuple, mesh: Mesh,
-                    runs_per_batch: int | None | str = "backend") -> Program:
+                    runs_per_batch: int | None) -> Program:
     """Ahead-of-time compile the empty state, segment and features for the shapes of ``args``
     (hparams, split, keys, fresh, task; arrays or ShapeDtypeStructs with their shardings), with
-    a device's slots laid out as ``runs_per_batch`` says (train.over_runs; "backend": its
-    default)."""
+    a device's slots laid out as ``runs_per_batch`` says (train.over_runs;
+    ``backend_runs_per_batch()`` is the backend's own layout)."""
     fns = make_train(static)
     per_run = NamedSharding(mesh, P("runs"))
     hparams, split, keys, fresh, task = args
     per_segment = evals_per_segment(static.num_evals + 1)
-    if runs_per_batch == "backend":
-        runs_per_batch = backend_runs_per_batch()
 
     def on_devices(fn, per_run_args: int):
         # Every device computes only its own runs, so there is nothing for the varying-axis
@@ -222,16 +220,13 @@ def measure_memory(bucket: Bucket, mesh: Mesh, programs: dict,
 
 def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int, mesh: Mesh,
                  on_finished: Callable[[list[FinishedRun]], None], programs: dict,
-                 on_compiled: Callable[[float], None] = lambda seconds: None,
-                 runs_per_batch: int | None | str = "backend") -> None:
+                 on_compiled: Callable[[float], None], runs_per_batch: int | None) -> None:
     """Train ``queue`` (runs of ``bucket``) through refilling slots.
 
     ``on_finished`` gets the runs done at each segment boundary, as soon as their metrics are
     on the host (so progress follows compute, not dispatch). ``programs`` caches compiled
     programs by shape across calls (a search trains a bucket again in every round).
     """
-    if runs_per_batch == "backend":
-        runs_per_batch = backend_runs_per_batch()
     devices = mesh.devices.size
     slots = Slots(bucket, slots_per_device * devices)
     per_run, replicated = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())

@@ -316,16 +316,11 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
 # Rounds: a fixed grid is one round; a search adds rounds until its goal is met
 
 
-def _search_conditions(spec: SweepSpec) -> list:
-    """The grid's configs without the searched field and seed, deduplicated, in order."""
-    return list(dict.fromkeys(spec.runs()))
-
-
 def _pad_for_search(buckets: list[Bucket], spec: SweepSpec) -> list[Bucket]:
     """Every round of a search compiles the same shapes: pad the train rows to the largest
     split the bounds allow."""
     largest = {}
-    for condition in _search_conditions(spec):
+    for condition in spec.runs():
         fraction = max(search.train_fraction(spec.search, condition, bound)
                        for bound in spec.search.bounds)
         order = groups.parse_group(condition.group).order
@@ -339,7 +334,7 @@ def first_round(spec: SweepSpec) -> list[tuple[int | None, PlannedRun]]:
     if spec.search is None:
         return [(None, plan.planned_run(config)) for config in spec.runs()]
     return [(index, plan.planned_run(config)) for index, config in
-            search.first_round(spec.search, _search_conditions(spec))]
+            search.first_round(spec.search, spec.runs())]
 
 
 def _round_buckets(spec: SweepSpec, runs: list[PlannedRun]) -> list[Bucket]:
@@ -399,9 +394,11 @@ def _train_rounds(spec: SweepSpec, rounds: list, buckets: list[Bucket], writer: 
     report, out_dir, identity = writer.report, writer.out_dir, writer.identity
     mesh = Mesh(np.asarray(devices), ("runs",))
     programs: dict = {}
+    # What an earlier invocation finished, verified once: later rounds add runs that only this
+    # invocation's processes write.
+    done = set(outdir.verify(out_dir, identity, quarantine_process=report.process).run_ids)
     while True:
         report.rounds = len(rounds)
-        done = set(outdir.verify(out_dir, identity, quarantine_process=report.process).run_ids)
         train_runs(buckets, done, processes, mesh, budget, writer, programs)
         if spec.search is None:
             return
@@ -413,7 +410,7 @@ def _train_rounds(spec: SweepSpec, rounds: list, buckets: list[Bucket], writer: 
         table = results.read_runs(out_dir)
         table = table[table["run_id"].isin(ids)]
         table = table.assign(search_condition=table["run_id"].map(condition_of))
-        conditions = _search_conditions(spec)
+        conditions = spec.runs()  # the search's conditions: the grid without field and seed
         tried = [set() for _ in conditions]
         for index, run in so_far:
             tried[index].add(getattr(run.config, spec.search.field))
