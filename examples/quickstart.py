@@ -27,7 +27,7 @@ import grokjax
 # %% [markdown]
 # A sweep is a dict shaped like a sweep file (`sweeps/*.toml`): fixed fields and a grid whose
 # Cartesian product is trained. It is validated exactly as a file is; a bad value raises
-# `grokjax.spec.SpecError` with the message the command line prints. Keyword arguments are the
+# `grokjax.errors.SpecError` with the message the command line prints. Keyword arguments are the
 # command line's `--set`/`--grid`: `grokjax.run(sweep, K=128)` fixes K, `seed={"range": [1, 9]}`
 # makes seed an axis. A sweep name (`grokjax.run("wd")`) or a TOML path works too.
 

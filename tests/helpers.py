@@ -24,3 +24,13 @@ def write_sweep(directory: Path, text: str = TINY_SWEEP, name: str = "tiny.toml"
     path = directory / name
     path.write_text(text)
     return path
+
+
+def parquet_bytes(table) -> bytes:
+    """A pyarrow Table as the bytes of one Parquet file (what a part holds)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()

@@ -1,6 +1,7 @@
 """The registry of analyses: what each needs, fit_all, the figures and the Markdown report."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,10 @@ import pytest
 from matplotlib.figure import Figure
 from test_fit import boundary_runs, runs_table, synthetic_curves, wd_runs
 
-from grokjax import analyses, fit
+import grokjax
+from grokjax import analysis
+from grokjax.analysis.boundary import LAW_C, boundary_law, generalization_boundary
+from grokjax.analysis.wd import LAW_ETA_ZERO, LAW_WD_SLOPE
 
 SWEEP_TOML = '[sweep]\nname = "synthetic"\n\n[grid]\nweight_decay = [0.0, 1e-5, 1e-4]\n'
 
@@ -21,23 +25,22 @@ def rng():
 
 
 def test_registry_names_and_figures_are_unique():
-    names = [analysis.name for analysis in analyses.ANALYSES]
-    figures = [name for analysis in analyses.ANALYSES for name in analysis.figures]
+    names = [entry.name for entry in analysis.ANALYSES]
+    figures = [name for entry in analysis.ANALYSES for name in entry.figures]
     assert len(set(names)) == len(names) and len(set(figures)) == len(figures)
-    for analysis in analyses.ANALYSES:  # an analysis builds only on one fitted before it
-        assert analysis.builds_on is None or names.index(analysis.builds_on) < names.index(
-            analysis.name)
+    for entry in analysis.ANALYSES:  # an analysis builds only on one fitted before it
+        assert entry.builds_on is None or names.index(entry.builds_on) < names.index(entry.name)
 
 
 def test_fit_all_runs_what_the_table_supports_and_says_what_the_rest_need(rng):
-    fits = analyses.fit_all(boundary_runs(rng, orders=(23, 41, 71)), n_boot=50)
-    assert list(fits) == [analysis.name for analysis in analyses.ANALYSES]
+    fits = analysis.fit_all(boundary_runs(rng, orders=(23, 41, 71)), n_boot=50)
+    assert list(fits) == [entry.name for entry in analysis.ANALYSES]
     for name in ("generalization_boundary", "boundary_law", "collapse"):
         assert fits[name].status == "ok", name
     assert fits["wd_speed"].message == "needs weight_decay to vary, it is 0.0002"
     assert fits["stages"].message == "needs the curves table, written with diagnostics = true"
     assert fits["irrep_scaling"].message == "needs max_irrep_degree to vary, it is 1"
-    wd = analyses.fit_all(wd_runs(rng))
+    wd = analysis.fit_all(wd_runs(rng))
     assert wd["wd_speed"].usable and wd["generalization_boundary"].status == "unsupported"
     assert wd["boundary_law"].message == ("needs train_fraction to vary, it is 0.3999 and group"
                                           " to vary, it is 71")
@@ -45,11 +48,11 @@ def test_fit_all_runs_what_the_table_supports_and_says_what_the_rest_need(rng):
 
 def test_fit_all_on_an_empty_or_diverged_table(rng):
     empty = runs_table(np.array([], dtype=int), 0.2, np.array([], dtype=bool))
-    for result in analyses.fit_all(empty).values():
+    for result in analysis.fit_all(empty).values():
         assert result.status == "unsupported" and "empty" in result.message
     runs = boundary_runs(rng, orders=(23, 41, 71), seeds=4).assign(diverged=True,
                                                                     diverged_step=7)
-    fits = analyses.fit_all(runs, n_boot=20)
+    fits = analysis.fit_all(runs, n_boot=20)
     assert fits["generalization_boundary"].status == "insufficient"
     assert fits["boundary_law"].message.startswith("needs a generalization_boundary fit")
     assert fits["collapse"].status == "insufficient" and len(fits["collapse"].excluded) == len(runs)
@@ -57,12 +60,10 @@ def test_fit_all_on_an_empty_or_diverged_table(rng):
 
 def test_draw_figures_gives_figures_or_reasons(rng, tmp_path):
     runs = wd_runs(rng)
-    drawn = analyses.draw_figures(analyses.fit_all(runs, synthetic_curves(runs)))
+    drawn = analysis.draw_figures(analysis.fit_all(runs, synthetic_curves(runs)))
     assert isinstance(drawn["stages"], Figure) and isinstance(drawn["wd_speed"], Figure)
     assert drawn["phase_diagram"].startswith("generalization_boundary is unsupported: needs")
-    saved = analyses.save_figures(drawn, tmp_path)
-    assert saved["stages"] == (tmp_path / "stages.png", "") and saved["stages"][0].exists()
-    assert saved["collapse"][0] is None and not (tmp_path / "collapse.png").exists()
+    assert analysis.png_bytes(drawn["stages"])[:4] == b"\x89PNG"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,12 +94,12 @@ def provenance():
 def test_report_on_a_boundary_sweep(rng, tmp_path):
     runs = boundary_runs(rng, seeds=8)
     directory = write_results(tmp_path / "ratio", runs, metadata=provenance())
-    path = analyses.write_report(directory, n_boot=100)
+    path = Path(grokjax.load(directory).report(n_boot=100))
     assert path == directory / "_report" / "report.md"
     text = path.read_text()
-    law = fit.boundary_law(fit.generalization_boundary(runs, n_boot=100)).table.iloc[0]
+    law = boundary_law(generalization_boundary(runs, n_boot=100)).table.iloc[0]
     assert f"**c = {law.c:.4g}** [{law.c_lo:.4g}, {law.c_hi:.4g}]" in text
-    assert f"| {fit.LAW_C} | {law.c:.4g} [{law.c_lo:.4g}, {law.c_hi:.4g}] |" in text
+    assert f"| {LAW_C} | {law.c:.4g} [{law.c_lo:.4g}, {law.c_hi:.4g}] |" in text
     assert "![phase diagram](phase_diagram.png)" in text
     assert (path.parent / "phase_diagram.png").exists()
     assert "```toml\n" + SWEEP_TOML.rstrip() + "\n```" in text
@@ -110,12 +111,13 @@ def test_report_on_a_wd_sweep_starts_with_its_laws(rng, tmp_path):
     runs = wd_runs(rng, slope=-0.7, noise=0.05)
     runs.loc[0, ["diverged", "diverged_step"]] = [True, 40]
     directory = write_results(tmp_path / "wd", runs, curves=synthetic_curves(runs))
-    text = analyses.write_report(directory, out_path=tmp_path / "out" / "wd.md").read_text()
+    report = grokjax.load(directory).report(tmp_path / "out" / "wd.md")
+    text = Path(report).read_text()
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections[:3] == ["## Laws tested", "## Stages of training: memorization, feature"
                             " emergence, grokking", "## Weight decay and grokking time (t ~ 1/η)"]
-    assert f"| {fit.LAW_WD_SLOPE} |" in text and "rejected: CI excludes -1" in text
-    assert f"| {fit.LAW_ETA_ZERO} | 0 [0, " in text
+    assert f"| {LAW_WD_SLOPE} |" in text and "rejected: CI excludes -1" in text
+    assert f"| {LAW_ETA_ZERO} | 0 [0, " in text
     assert "![stages](stages.png)" in text and "![wd speed](wd_speed.png)" in text
     unsupported = text.split("## Not supported by this sweep\n\n")[1].split("\n")[0]
     assert unsupported.startswith("**Hidden-node spectra**: needs the features table")

@@ -1,12 +1,14 @@
 """The Python API: grokjax.run and grokjax.load against the command line, and Results."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from helpers import TINY_SWEEP, write_sweep
 from matplotlib.figure import Figure
 
 import grokjax
-from grokjax import analyses, cli, results, spec
+from grokjax import analysis, cli, outdir, spec, storage
 from grokjax.spec import tomllib  # tomli on Python 3.10
 
 TINY = tomllib.loads(TINY_SWEEP)  # the helpers' sweep file as a dict: 9 runs of Z_7
@@ -36,8 +38,7 @@ def test_run_from_python_equals_the_same_sweep_from_the_cli(python_and_cli):
     assert len(res.runs) == 9 and set(res.runs.K) == {8}
     for table in ("runs", "curves"):
         pd.testing.assert_frame_equal(comparable(getattr(res, table)),
-                                      comparable(results.read_runs(cli_dir) if table == "runs"
-                                                 else results.read_curves(cli_dir)),
+                                      comparable(outdir.read_table(cli_dir, table)),
                                       check_exact=True)
 
 
@@ -108,12 +109,16 @@ def test_results_tables_provenance_fits_and_figures(python_and_cli, tmp_path):
     summary = res.summary()
     assert summary.index.name == "weight_decay" and summary.runs.tolist() == [3, 3, 3]
     fits = res.fit(n_boot=20)
-    assert list(fits) == [analysis.name for analysis in analyses.ANALYSES]
+    assert list(fits) == [entry.name for entry in analysis.ANALYSES]
     assert fits["stages"].usable and fits["lr_effect"].message == "needs lr to vary, it is 0.01"
     figures = res.figures(fits)
     assert "stages" in figures and all(isinstance(f, Figure) for f in figures.values())
     report = res.report(tmp_path / "report.md", n_boot=20)
-    assert report == tmp_path / "report.md" and (tmp_path / "stages.png").exists()
+    assert Path(report) == tmp_path / "report.md" and (tmp_path / "stages.png").exists()
+    saved = res.save_figures(fits=fits)
+    assert saved["stages"] == (res.directory / "_figures" / "stages.png", "")
+    assert saved["collapse"][0] is None and "needs" in saved["collapse"][1]
+    assert Path(saved["stages"][0]).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_sweep_on_cloud_storage_from_python(storage_root):
@@ -124,6 +129,7 @@ def test_a_sweep_on_cloud_storage_from_python(storage_root):
     assert len(loaded.runs) == 3 and loaded.manifest["runs"] == 3
     pd.testing.assert_frame_equal(loaded.runs, res.runs)
     assert set(loaded.curves_with_config().weight_decay) == {0.0, 1e-3, 1e-2}
-    if not loaded.directory.is_local:
-        with pytest.raises(spec.SpecError, match="the report reads a local directory"):
-            loaded.report()
+    report = loaded.report(n_boot=20)  # written beside the tables, in the bucket too
+    assert str(report) == f"{url}/_report/report.md" and storage.exists(report)
+    assert "![stages](stages.png)" in storage.read_text(report)
+    assert storage.exists(f"{url}/_report/stages.png")

@@ -1,5 +1,6 @@
 """Results on Cloud Storage and S3 (real local servers, see conftest.py): the command of the
-README, killed once and rerun, gives the tables of a local run; bad destinations exit 2 first."""
+README, killed once and rerun, gives the tables of a local run, which summary, fit, plot and
+report read in place; bad destinations exit 2 first."""
 
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ from test_scale import (
     subprocess_env,
 )
 
-from grokjax import cli, outdir, results, storage
+from grokjax import cli, outdir, storage
 
 OVERRIDES = ("--set", "K=64", "--grid", "seed=1:4")
 NAME = "wd+K-64+seed-range1,4"  # the overridden sweep's own directory
@@ -47,7 +48,15 @@ def test_a_killed_sweep_on_a_bucket_resumes_to_the_tables_of_a_local_run(
     assert_same_tables(out, local_run)
     assert storage.exists(out / outdir.MANIFEST_FILE)
     assert not storage.exists(out / outdir.TMP_DIR)
-    assert results.read_metadata(out)["sweep_toml"] == (local_run / outdir.SWEEP_FILE).read_text()
+    assert outdir.read_metadata(out)["sweep_toml"] == (local_run / outdir.SWEEP_FILE).read_text()
+    # Every command that reads results reads the bucket as it reads a local directory.
+    for command in ("summary", "fit", "plot", "report"):
+        bootstrap = [] if command == "summary" else ["--bootstrap", "20"]
+        assert cli.main([command, str(out), *bootstrap]) == 0, command
+    assert storage.exists(out / outdir.FIGURES_DIR / "wd_speed.png")
+    report = storage.read_text(out / outdir.REPORT_DIR / "report.md")
+    assert "![wd speed](wd_speed.png)" in report and "## Weight decay and grokking" in report
+    assert storage.exists(out / outdir.REPORT_DIR / "wd_speed.png")
 
 
 def test_a_bucket_that_does_not_exist_is_refused_before_any_compute(s3_bucket, capsys):

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import config, engine, fit, plan, results, spec, sweep
+from grokjax import config, engine, plan, schema, spec, tables
+from grokjax.analysis.core import varying_config
 from grokjax.train import HParams, Static
 
 BASE = {"group": "7", "K": 8, "steps": 10, "eval_every": 5}
@@ -60,12 +61,13 @@ def test_every_field_reaches_the_engine_the_table_and_the_fits(name):
             slots.fill(slot, run)
         assert len(set(getattr(slots.inputs()[0], name))) == 2
     # Table: its column (with the derived ones) holds both values, in the declared dtype.
-    table = pd.concat([sweep.config_columns(list(b.runs)) for b in buckets], ignore_index=True)
+    table = pd.concat([tables.config_columns(list(b.runs), b.group) for b in buckets],
+                      ignore_index=True)
     assert list(table.columns) == ["run_id", "round", *config.COLUMN_DTYPES]
-    table = table.astype(results.RUN_CONFIG_DTYPES)
+    table = table.astype(schema.RUN_CONFIG_DTYPES)
     assert table[name].nunique() == 2 and str(table[name].dtype) == field.dtype
     # Fits: a condition keeps the two apart; the others are pooled.
-    assert (name in fit.varying_config(table)) == field.condition
+    assert (name in varying_config(table)) == field.condition
 
 
 def test_engine_types_follow_the_declaration():
@@ -76,21 +78,26 @@ def test_engine_types_follow_the_declaration():
         renamed.get(name, name) for name in config.STATIC_FIELDS} | derived
 
 
-def test_hparam_arrays_are_float32_with_unset_as_zero():
-    runs = [config.RunConfig(lr=0.5), config.RunConfig(ridge_lambda=2.0)]
-    arrays = config.hparam_arrays(runs)
-    assert list(arrays) == list(config.HPARAM_FIELDS)
-    assert arrays["lr"].dtype == np.float32 and list(arrays["lr"]) == [0.5, 0.01]
-    assert list(arrays["ridge_lambda"]) == [0.0, 2.0]
+def test_slots_hold_hparams_as_float32_with_unset_as_zero():
+    grid = spec.from_dict({"fixed": {"group": "7", "K": 8, "steps": 10, "eval_every": 5},
+                           "grid": {"lr": [0.5, 0.01]}})
+    (bucket,) = plan.plan_runs(grid)
+    slots = engine.Slots(bucket, 2)
+    for slot, run in enumerate(bucket.runs):
+        slots.fill(slot, run)
+    hparams = slots.inputs()[0]
+    assert hparams._fields == config.HPARAM_FIELDS
+    assert hparams.lr.dtype == np.float32 and list(hparams.lr) == [0.5, np.float32(0.01)]
+    assert list(hparams.ridge_lambda) == [0.0, 0.0]
 
 
 def test_run_id_is_the_same_for_int_and_float_values_and_unchanged_for_floats():
-    assert (results.run_id(config.RunConfig(weight_decay=0))
-            == results.run_id(config.RunConfig(weight_decay=0.0)))
+    assert (config.run_id(config.RunConfig(weight_decay=0))
+            == config.run_id(config.RunConfig(weight_decay=0.0)))
     assert config.RunConfig(lr=1).lr == 1.0 and isinstance(config.RunConfig(lr=1).lr, float)
     # Ids written before the declaration moved to config.py.
-    assert results.run_id(config.RunConfig()) == "a74be6fadc715493"
-    assert results.run_id(config.RunConfig(group="7", weight_decay=1e-3, seed=2,
+    assert config.run_id(config.RunConfig()) == "a74be6fadc715493"
+    assert config.run_id(config.RunConfig(group="7", weight_decay=1e-3, seed=2,
                                            ridge_lambda=1e-3)) == "48f9dd8fdcd39d73"
 
 
@@ -98,7 +105,7 @@ def test_a_field_added_later_changes_ids_only_away_from_its_default():
     base = {"fixed": {"group": "7", "K": 8, "steps": 10, "eval_every": 5, "ridge_lambda": 1e-3}}
     (old,) = plan.plan_runs(spec.from_dict(base))
     assert old.id == "234880fb"  # the bucket id before precision was declared
-    assert results.run_id(config.RunConfig(precision="highest")) == "a74be6fadc715493"
+    assert config.run_id(config.RunConfig(precision="highest")) == "a74be6fadc715493"
     base["fixed"]["precision"] = "bf16"
     (new,) = plan.plan_runs(spec.from_dict(base))
     assert new.id != old.id and new.runs[0].run_id != old.runs[0].run_id

@@ -203,8 +203,39 @@ def test_weight_diagnostics():
 # --- Fourier ---------------------------------------------------------------------------------
 
 
+def theorem2_maxima(
+    order: int, frequency: int | None = None, a: float = 1.0, b: float = 0.0, sign: int = 1
+) -> tuple[np.ndarray, float]:
+    """Theorem 2 / Corollary 2's local maximum of 𝓔 for σ(x) = x² on the full table of Z_M.
+
+    Returns w* = [u; sign·Pu] / ‖·‖ (2M,) float64 with unit norm and its energy on all M² pairs:
+    u_m = a·cos(kmω) + b·sin(kmω), ω = 2π/M, k = ``frequency`` in 1..⌊M/2⌋ ((a, b) ≠ 0), and
+    for k = M/2 (even M; the default there, otherwise k = 1) u_m = (−1)^m. The energy is
+
+        𝓔(w*) = M/4 for 0 < k < M/2 (a pair of complex irreps),  M/2 for k = M/2 (real irrep),
+
+    independent of k, (a, b) and the sign. These are 4× the paper's M/16 and M/8: its proof
+    (Eqn 21) writes S_ij = σ(u_i + v_j) as (u∘u)1ᵀ + 1(v∘v)ᵀ + uvᵀ, dropping the factor 2 of
+    the cross term 2u_iv_j, so its constants hold for σ(x) = x²/2 (or ‖w‖² = ½) rather than for
+    x² with ‖w‖ = 1. Derivation: on the full table (Ỹᵀσ(Xw))_c = 2[(u ⊛ v)_c − mean], so
+    𝓔 = (2/M) Σ_{k≠0} |û_k|²|v̂_k|², maximised on the unit sphere by one conjugate pair with
+    ‖u‖² = ‖v‖² = ½. Any v in u's frequency with ‖v‖ = ‖u‖ reaches the same 𝓔 (the phase of v
+    is free; ±Pu is one choice), so these maxima are flat (Corollary 1).
+    """
+    k = (order // 2 if order % 2 == 0 else 1) if frequency is None else frequency
+    if not 1 <= k <= order // 2:
+        raise ValueError(f"frequency {k} outside 1..{order // 2}")
+    m = np.arange(order)
+    if 2 * k == order:
+        u = np.where(m % 2 == 0, 1.0, -1.0)
+    else:
+        u = a * np.cos(2 * np.pi * k * m / order) + b * np.sin(2 * np.pi * k * m / order)
+    w = np.concatenate([u, sign * u[(-m) % order]])
+    return w / np.linalg.norm(w), order / 2 if 2 * k == order else order / 4
+
+
 def fourier_node(order, k, a, b, sign):
-    return D.theorem2_maxima(order, k, a, b, sign)[0]
+    return theorem2_maxima(order, k, a, b, sign)[0]
 
 
 @pytest.mark.parametrize("order", [11, 12])
@@ -317,7 +348,7 @@ def test_node_energy_matches_reference_on_a_padded_subset(activation, numpy_acti
 @pytest.mark.parametrize("order", [11, 23, 71])
 def test_theorem2_odd_order_maxima(order):
     """Every frequency, several (a, b), both signs: 𝓔 = M/4 = 4·(the paper's M/16)."""
-    maxima = [D.theorem2_maxima(order, k, a, b, s) for k in range(1, order // 2 + 1)
+    maxima = [theorem2_maxima(order, k, a, b, s) for k in range(1, order // 2 + 1)
               for a, b in ((1.0, 0.0), (0.0, 2.0), (0.6, -0.8)) for s in (1, -1)]
     W = np.stack([w for w, _ in maxima], axis=1)
     got = full_energy(W, order)
@@ -333,11 +364,11 @@ def test_theorem2_odd_order_maxima(order):
 @pytest.mark.parametrize("order", [10, 24])
 def test_theorem2_even_order_maxima(order):
     """u ∝ (−1)^m: 𝓔 = M/2 (the paper's M/8, ×4); the other frequencies stay at M/4."""
-    w, expected = D.theorem2_maxima(order)
+    w, expected = theorem2_maxima(order)
     assert expected == order / 2
     alternating = np.where(np.arange(order) % 2, -1.0, 1.0)
     np.testing.assert_allclose(w[:order], alternating / np.sqrt(2 * order))
-    others = [D.theorem2_maxima(order, k, 0.6, 0.8) for k in range(1, order // 2)]
+    others = [theorem2_maxima(order, k, 0.6, 0.8) for k in range(1, order // 2)]
     W = np.stack([w] + [v for v, _ in others], axis=1)
     got = full_energy(W, order)
     np.testing.assert_allclose(got, [expected] + [e for _, e in others], rtol=2e-5)
@@ -361,7 +392,7 @@ def check_local_maximum(maxima, order):
 def test_theorem2_energy_ignores_the_phase_of_v():
     """For x² the maximum is flat along the phase of v: symmetry < 1 at full energy."""
     order = 23
-    u = D.theorem2_maxima(order, 3, 1.0, 0.0)[0][:order]
+    u = theorem2_maxima(order, 3, 1.0, 0.0)[0][:order]
     shifted = np.roll(u[(-np.arange(order)) % order], 2)  # same frequency, another phase
     W = np.stack([np.concatenate([u, shifted])], axis=1)
     np.testing.assert_allclose(full_energy(W, order), order / 4, rtol=2e-5)

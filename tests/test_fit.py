@@ -5,7 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import fit
+from grokjax.analysis.boundary import (
+    LAW_B,
+    LAW_C,
+    REFERENCE_C,
+    boundary_law,
+    generalization_boundary,
+)
+from grokjax.analysis.collapse import collapse
+from grokjax.analysis.core import as_float
+from grokjax.analysis.dynamics import STAGE_METRICS, stages
+from grokjax.analysis.irrep import irrep_scaling
+from grokjax.analysis.lr import lr_effect
+from grokjax.analysis.wd import LAW_ETA_ZERO, LAW_WD_SLOPE, wd_speed
+from grokjax.analysis.width import memorization_width
+from grokjax.schema import GROKKED_COLUMN
 
 ORDERS = (23, 41, 71, 97, 127)
 PLANTED_C = 2.75  # p* = c ln M / M, i.e. b = 1 and g = 1 in p* = a M^-b (ln M)^g
@@ -77,7 +91,7 @@ def wd_runs(rng, etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), seeds=8, slope=PLANTED_WD_
     step[~reached] = pd.NA
     return runs_table(np.full(eta.size, 71), 0.4, reached, weight_decay=eta,
                       seed=np.tile(np.arange(seeds), len(etas) + 1), steps=steps,
-                      eval_every=eval_every, **{fit.GROKKED_COLUMN: step})
+                      eval_every=eval_every, **{GROKKED_COLUMN: step})
 
 
 def width_runs(rng, order=23, widths=(8, 16, 32, 44, 64, 128, 256), n_trains=(60, 120, 240, 480),
@@ -106,7 +120,7 @@ def synthetic_curves(runs: pd.DataFrame, points: int = 40, diagnostics: bool = F
     frequency-dominated fraction rises with test accuracy."""
     steps = np.unique(np.geomspace(1, runs["steps"].max(), points).astype(np.int64))
     steps = np.concatenate([[0], steps])
-    t_grok = fit.as_float(runs[fit.GROKKED_COLUMN])
+    t_grok = as_float(runs[GROKKED_COLUMN])
     t_grok = np.where(np.isfinite(t_grok), t_grok, 1e12)[:, None]
     log_step = np.log(np.maximum(steps, 1))[None, :]
     train = np.broadcast_to(1 / (1 + np.exp(-(log_step - np.log(100)) / 0.3)),
@@ -141,8 +155,8 @@ def test_boundary_law_intervals_cover_planted_values_in_50_draws():
     group_hits = group_total = 0
     for draw in range(draws):
         runs = boundary_runs(rng)
-        boundary = fit.generalization_boundary(runs, n_boot=200, seed=draw)
-        law = fit.boundary_law(boundary).table.iloc[0]
+        boundary = generalization_boundary(runs, n_boot=200, seed=draw)
+        law = boundary_law(boundary).table.iloc[0]
         hits["c"] += law.c_lo <= PLANTED_C <= law.c_hi
         hits["b_g1"] += law.b_g1_lo <= 1 <= law.b_g1_hi
         hits["b_free"] += law.b_free_lo <= 1 <= law.b_free_hi
@@ -157,7 +171,7 @@ def test_boundary_law_intervals_cover_planted_values_in_50_draws():
 
 
 def test_boundary_recovers_planted_p_star_per_group(rng):
-    boundary = fit.generalization_boundary(boundary_runs(rng, seeds=20), n_boot=300)
+    boundary = generalization_boundary(boundary_runs(rng, seeds=20), n_boot=300)
     assert boundary.status == "ok" and boundary.n_runs == 5 * 7 * 20
     table = boundary.table
     assert list(table.M) == list(ORDERS) and (table.status == "ok").all()
@@ -169,18 +183,18 @@ def test_boundary_recovers_planted_p_star_per_group(rng):
 
 
 def test_boundary_law_reports_c_b_and_method(rng):
-    law = fit.boundary_law(fit.generalization_boundary(boundary_runs(rng, seeds=20), n_boot=200))
+    law = boundary_law(generalization_boundary(boundary_runs(rng, seeds=20), n_boot=200))
     row = law.table.iloc[0]
-    assert law.status == "ok" and row.n_groups == 5 and row.c_reference == fit.REFERENCE_C
+    assert law.status == "ok" and row.n_groups == 5 and row.c_reference == REFERENCE_C
     assert row.c_lo < row.c < row.c_hi and abs(row.c - PLANTED_C) < 0.3
     assert row.b_g1_lo < row.b_g1 < row.b_g1_hi and abs(row.b_g1 - 1) < 0.3
     assert np.isfinite([row.b_free, row.g_free, row.a_free]).all()
     assert "g fixed at 1" in law.method
     laws = law.laws.set_index("law")
-    assert laws.loc[fit.LAW_C, "predicted"] == fit.REFERENCE_C
-    assert laws.loc[fit.LAW_C, "contains"] == (row.c_lo <= fit.REFERENCE_C
+    assert laws.loc[LAW_C, "predicted"] == REFERENCE_C
+    assert laws.loc[LAW_C, "contains"] == (row.c_lo <= REFERENCE_C
                                                              <= row.c_hi)
-    assert laws.loc[fit.LAW_B, "value"] == row.b_g1
+    assert laws.loc[LAW_B, "value"] == row.b_g1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +202,7 @@ def test_boundary_law_reports_c_b_and_method(rng):
 
 
 def _boundary_row(runs):
-    result = fit.generalization_boundary(runs, n_boot=50)
+    result = generalization_boundary(runs, n_boot=50)
     return result, result.table.iloc[0]
 
 
@@ -199,7 +213,7 @@ def test_boundary_all_or_none_generalized(generalized, status, bound):
     result, row = _boundary_row(runs_table(np.full(12, 41), p, np.full(12, generalized)))
     assert result.status == "insufficient" and row.status == status and bound in row.message
     assert np.isnan([row.p_star, row.p_star_lo, row.p_star_hi]).all()
-    law = fit.boundary_law(result)
+    law = boundary_law(result)
     assert law.status == "insufficient" and np.isnan(law.table.c.iloc[0])
     assert "needs ≥ 3 groups" in law.table.message.iloc[0]
 
@@ -255,7 +269,7 @@ def test_unfinished_and_diverged_runs_are_excluded_with_reasons(rng):
     runs = boundary_runs(rng, orders=(41,), seeds=8)
     runs.loc[0, "final_test_acc"] = np.nan
     runs.loc[1, ["diverged", "diverged_step"]] = [True, 250]
-    result = fit.generalization_boundary(runs, n_boot=50)
+    result = generalization_boundary(runs, n_boot=50)
     assert result.n_runs == len(runs) - 2
     reasons = dict(zip(result.excluded.run_id, result.excluded.reason, strict=True))
     assert reasons == {"run00000": "unfinished: final_test_acc is NaN",
@@ -265,13 +279,13 @@ def test_unfinished_and_diverged_runs_are_excluded_with_reasons(rng):
 def test_optional_columns_are_not_required(rng):
     runs = boundary_runs(rng, orders=(23, 41, 71), seeds=8)
     slim = runs[["group", "M", "train_fraction", "generalized", "c_eff"]]
-    assert fit.generalization_boundary(slim, n_boot=50).status == "ok"
-    assert fit.collapse(slim).status == "ok"
+    assert generalization_boundary(slim, n_boot=50).status == "ok"
+    assert collapse(slim).status == "ok"
 
 
 def test_boundary_law_with_three_groups_skips_free_form(rng):
-    boundary = fit.generalization_boundary(boundary_runs(rng, orders=(23, 71, 127)), n_boot=100)
-    row = fit.boundary_law(boundary).table.iloc[0]
+    boundary = generalization_boundary(boundary_runs(rng, orders=(23, 71, 127)), n_boot=100)
+    row = boundary_law(boundary).table.iloc[0]
     assert row.status == "ok" and np.isfinite(row.c) and np.isfinite(row.b_g1)
     assert np.isnan(row.b_free) and "≥ 4 groups" in row.message
 
@@ -281,7 +295,7 @@ def test_boundary_law_with_three_groups_skips_free_form(rng):
 
 
 def test_wd_speed_recovers_planted_slope(rng):
-    result = fit.wd_speed(wd_runs(rng))
+    result = wd_speed(wd_runs(rng))
     row = result.table.iloc[0]
     assert result.status == "ok" and row.b_lo <= PLANTED_WD_SLOPE <= row.b_hi
     assert abs(row.b - PLANTED_WD_SLOPE) < 0.15
@@ -294,42 +308,42 @@ def test_wd_speed_recovers_planted_slope(rng):
 
 
 def test_wd_speed_laws_say_whether_the_ci_contains_the_prediction(rng):
-    laws = fit.wd_speed(wd_runs(rng)).laws.set_index("law")
-    slope = laws.loc[fit.LAW_WD_SLOPE]
+    laws = wd_speed(wd_runs(rng)).laws.set_index("law")
+    slope = laws.loc[LAW_WD_SLOPE]
     assert slope.contains and slope.verdict == "consistent: CI contains -1"
     assert slope.lo <= slope.value <= slope.hi and slope.predicted == -1
-    never = laws.loc[fit.LAW_ETA_ZERO]
+    never = laws.loc[LAW_ETA_ZERO]
     assert never.value == 0 and never.contains and never.n_runs == 8
-    shallow = fit.wd_speed(wd_runs(rng, slope=-0.7, noise=0.05)).laws.set_index("law")
-    assert shallow.loc[fit.LAW_WD_SLOPE, "verdict"] == "rejected: CI excludes -1"
+    shallow = wd_speed(wd_runs(rng, slope=-0.7, noise=0.05)).laws.set_index("law")
+    assert shallow.loc[LAW_WD_SLOPE, "verdict"] == "rejected: CI excludes -1"
 
 
 def test_wd_speed_refuses_a_two_point_slope(rng):
-    result = fit.wd_speed(wd_runs(rng, etas=(1e-4, 1e-3)))
+    result = wd_speed(wd_runs(rng, etas=(1e-4, 1e-3)))
     row = result.table.iloc[0]
     assert row.status == "too few η" and np.isnan(row.b) and row.n_eta == 2
     assert "≥ 3 distinct η > 0, has 2 (0.0001, 0.001)" in row.message
     assert result.status == "partial"  # the η = 0 contrast stands without a slope
-    assert list(result.laws.law) == [fit.LAW_ETA_ZERO]
+    assert list(result.laws.law) == [LAW_ETA_ZERO]
 
 
 def test_wd_speed_where_nothing_grokked(rng):
-    result = fit.wd_speed(wd_runs(rng, steps=5))
+    result = wd_speed(wd_runs(rng, steps=5))
     assert result.table.status.iloc[0] == "too few η" and "has 0 (none)" in result.message
     assert result.detail.n_never.sum() == 48
-    no_zero = fit.wd_speed(wd_runs(rng, steps=5).query("weight_decay > 0"))
+    no_zero = wd_speed(wd_runs(rng, steps=5).query("weight_decay > 0"))
     assert no_zero.status == "insufficient"
 
 
 def test_lr_effect_wilson_intervals(rng):
-    result = fit.lr_effect(lr_runs(rng))
+    result = lr_effect(lr_runs(rng))
     table = result.table
     assert result.status == "ok" and len(table) == 8
     assert ((table.fraction_lo <= table.fraction) & (table.fraction <= table.fraction_hi)).all()
 
 
 def test_collapse_bins_by_c_eff(rng):
-    result = fit.collapse(boundary_runs(rng))
+    result = collapse(boundary_runs(rng))
     table = result.table
     assert result.status == "ok" and table.group.nunique() == 5
     assert table.n.sum() == result.n_runs == 5 * 7 * 12
@@ -337,7 +351,7 @@ def test_collapse_bins_by_c_eff(rng):
 
 
 def test_memorization_width(rng):
-    result = fit.memorization_width(width_runs(rng))
+    result = memorization_width(width_runs(rng))
     detail = result.detail.set_index("n_train")
     assert list(detail.K_predicted.unique()) == [44]
     # planted 2·sqrt(n) ≈ 15.5, 21.9, 31.0, 43.8 (±10% per run) on the grid 8, 16, 32, 44, 64
@@ -349,7 +363,7 @@ def test_memorization_width(rng):
 
 @pytest.mark.parametrize("column, values, labels", [
     ("lr", (5e-4, 5e-3), {"lr=0.0005", "lr=0.005"}),
-    # Variants the fits once pooled: their columns were missing from fit.CONFIG_COLUMNS.
+    # Variants the fits once pooled: their columns were missing from CONFIG_COLUMNS.
     ("embed_trainable", (False, True), {"embed_trainable=False", "embed_trainable=True"}),
     ("complex_weights", (False, True), {"complex_weights=False", "complex_weights=True"}),
     ("imag_init_scale", (0.0, 0.5), {"imag_init_scale=0", "imag_init_scale=0.5"}),
@@ -357,15 +371,15 @@ def test_memorization_width(rng):
 def test_conditions_split_fits(rng, column, values, labels):
     runs = pd.concat([boundary_runs(rng, orders=(23, 41, 71)).assign(**{column: value})
                       for value in values], ignore_index=True)
-    boundary = fit.generalization_boundary(runs, n_boot=50)
+    boundary = generalization_boundary(runs, n_boot=50)
     assert len(boundary.table) == 6 and set(boundary.table.condition) == labels
-    assert len(fit.boundary_law(boundary).table) == 2
+    assert len(boundary_law(boundary).table) == 2
 
 
 def test_wd_speed_names_a_missing_grokking_column():
-    lacking = fit.wd_speed(pd.DataFrame({"weight_decay": [1e-4], "final_test_acc": [1.0]}))
-    assert lacking.status == "unsupported" and fit.GROKKED_COLUMN in lacking.message
-    assert fit.GROKKED_COLUMN == "step_test_acc_099"  # the same 0.99 as `generalized`
+    lacking = wd_speed(pd.DataFrame({"weight_decay": [1e-4], "final_test_acc": [1.0]}))
+    assert lacking.status == "unsupported" and GROKKED_COLUMN in lacking.message
+    assert GROKKED_COLUMN == "step_test_acc_099"  # the same 0.99 as `generalized`
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,9 +391,9 @@ def test_stages_median_band_and_stage_steps(rng):
     runs["step_features_emerged"] = pd.array([pd.NA] * 5 + [300] * 5 + [80, 90, 90, 95, 400],
                                              dtype="Int64")
     curves = synthetic_curves(runs, diagnostics=True)
-    result = fit.stages(runs, curves)
+    result = stages(runs, curves)
     assert result.status == "ok" and result.n_runs == 15
-    assert set(result.detail.metric) == set(fit.STAGE_METRICS)
+    assert set(result.detail.metric) == set(STAGE_METRICS)
     last = curves[curves.step == curves.step.max()].merge(runs[["run_id", "weight_decay"]])
     at_end = result.detail.query("metric == 'test_acc' and step == @curves.step.max()")
     assert at_end["median"].tolist() == pytest.approx(
@@ -389,8 +403,8 @@ def test_stages_median_band_and_stage_steps(rng):
     assert np.isnan(table.loc[0, "grokked step"]) and table.loc[0, "grokked runs"] == 0
     assert table.loc[1e-3, "features emerged step"] == 90  # the median of five runs
     assert table.loc[1e-3, "grokked step"] == runs[runs.weight_decay == 1e-3][
-        fit.GROKKED_COLUMN].median()
-    assert fit.stages(runs, None).status == "unsupported"
+        GROKKED_COLUMN].median()
+    assert stages(runs, None).status == "unsupported"
 
 
 def irrep_runs(rng, exponent, constant=0.5, degrees=(1, 2, 3, 4, 6),
@@ -407,7 +421,7 @@ def irrep_runs(rng, exponent, constant=0.5, degrees=(1, 2, 3, 4, 6),
                                                          (1.0, "d_k (code)", 2.0)])
 def test_irrep_scaling_recovers_the_planted_exponent(rng, planted, favoured, rejected):
     runs = irrep_runs(rng, planted)
-    result = fit.irrep_scaling(fit.generalization_boundary(runs, n_boot=200), runs)
+    result = irrep_scaling(generalization_boundary(runs, n_boot=200), runs)
     row = result.table.iloc[0]
     assert result.status == "ok" and row.n_groups == 5 and row.n_degrees == 5
     assert row.exponent_lo <= planted <= row.exponent_hi and abs(row.exponent - planted) < 0.3
@@ -420,8 +434,8 @@ def test_irrep_scaling_keeps_a_group_that_never_generalized_as_a_bound(rng):
     runs = irrep_runs(rng, 2.0)
     lost = runs[runs.max_irrep_degree == 6].index
     runs.loc[lost, "generalized"] = False  # d_k = 6 never generalized on its grid
-    boundary = fit.generalization_boundary(runs, n_boot=100)
-    result = fit.irrep_scaling(boundary, runs)
+    boundary = generalization_boundary(runs, n_boot=100)
+    result = irrep_scaling(boundary, runs)
     assert result.table.iloc[0].n_groups == 4 and result.table.iloc[0].groups_never == "1031"
     bound = result.detail.set_index("group").loc["1031"]
     largest_p = runs.loc[lost, "train_fraction"].max()
@@ -434,5 +448,5 @@ def test_irrep_scaling_keeps_a_group_that_never_generalized_as_a_bound(rng):
 
 def test_irrep_scaling_needs_three_degrees(rng):
     runs = irrep_runs(rng, 2.0, degrees=(1, 2, 2, 1, 2))
-    result = fit.irrep_scaling(fit.generalization_boundary(runs, n_boot=50), runs)
+    result = irrep_scaling(generalization_boundary(runs, n_boot=50), runs)
     assert result.status == "insufficient" and "≥ 3 distinct d_k, has 2 ([1, 2])" in result.message

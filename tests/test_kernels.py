@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax import data, groups, kernels, model
+from grokjax import dataset, groups, kernels, model, spec
 
 RTOL, ATOL = 2e-6, 1e-6
 GRAD_RTOL, GRAD_ATOL = 1e-5, 1e-6
@@ -132,8 +132,8 @@ def test_a_sweep_field_trains_through_the_kernel_with_the_same_curves():
     """first_layer = "pallas" (interpreted on CPU) trains the same run as the XLA path."""
     from grokjax.train import HParams, Split, Static, Task, make_train
 
-    table = data.operation_table(groups.parse_group("7"), 2)
-    train_idx, _ = data.split(49, 0.4, 1)
+    table = dataset.operation_table(groups.parse_group("7"), 2)
+    train_idx, _ = dataset.split(49, 0.4, 1)
     is_train = np.zeros(49, bool)
     is_train[train_idx] = True
     args = (HParams(*(jnp.float32(v) for v in (0.01, 1e-3, 0.0, 1.0, 1.0, 0.0))),
@@ -150,7 +150,6 @@ def test_a_sweep_field_trains_through_the_kernel_with_the_same_curves():
 def test_the_kernel_needs_one_hot_operands_and_real_weights():
     from helpers import TINY_SWEEP
 
-    from grokjax import spec
 
     text = TINY_SWEEP.replace("[fixed]", '[fixed]\nfirst_layer = "pallas"\nembed_trainable = true')
     with pytest.raises(spec.SpecError, match="first_layer = 'pallas' fuses one-hot operands"):

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from helpers import TINY_SWEEP, write_sweep
 
-from grokjax import cli, outdir, results, spec, sweep
+from grokjax import cli, errors, outdir, spec, sweep
 
 
 def tables(out_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    runs = results.read_runs(out_dir).drop(columns="wall_seconds")
-    curves = results.read_curves(out_dir)
+    runs = outdir.read_table(out_dir, "runs").drop(columns="wall_seconds")
+    curves = outdir.read_table(out_dir, "curves")
     return (runs.sort_values("run_id").reset_index(drop=True),
             curves.sort_values(["run_id", "step"]).reset_index(drop=True))
 
@@ -106,7 +106,7 @@ def test_damaged_or_foreign_parts_are_set_aside_and_their_runs_trained_again(
     for mine, theirs in zip(tables(out), tables(reference), strict=True):
         pd.testing.assert_frame_equal(mine, theirs, check_exact=True)
     assert (out / outdir.DAMAGED_DIR).is_dir() and (out / outdir.MANIFEST_FILE).exists()
-    assert (results.read_runs(out)["lr"] == 0.01).all()
+    assert (outdir.read_table(out, "runs")["lr"] == 0.01).all()
     assert cli.main(["summary", str(out)]) == 0
 
 
@@ -130,9 +130,9 @@ def test_a_second_writer_and_an_overwrite_are_refused_while_a_live_process_write
     run(out)
     _lease(out, live_process)
     before = everything(out)
-    with pytest.raises(outdir.DirectoryBusy, match=f"pid {live_process}"):
+    with pytest.raises(errors.DirectoryBusy, match=f"pid {live_process}"):
         run(out)
-    with pytest.raises(outdir.DirectoryBusy, match="before --overwrite"):
+    with pytest.raises(errors.DirectoryBusy, match="before --overwrite"):
         run(out, TINY_SWEEP.replace("lr = 0.01", "lr = 0.02"), overwrite=True)
     assert everything(out) == before
 
@@ -170,7 +170,7 @@ def test_grids_that_mix_diagnostics_share_one_schema(tmp_path):
     text = TINY_SWEEP.replace("[grid]", "[[grid]]") + (
         "\n[[grid]]\nweight_decay = [1e-3]\nseed = [5]\ndiagnostics = [true]\n")
     out = Path(run(tmp_path / "mixed", text).out_dir)
-    runs, curves = results.read_runs(out), results.read_curves(out)
+    runs, curves = outdir.read_table(out, "runs"), outdir.read_table(out, "curves")
     assert len(runs) == 10 and runs["diagnostics"].sum() == 1
     plain = runs[~runs["diagnostics"]]
     assert {"step_G_F_peak", "frequencies_covered"} <= set(runs.columns)

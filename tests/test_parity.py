@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax import data, groups
+from grokjax import dataset, groups
 from grokjax.train import HParams, Split, Static, Task, make_train
 
 PARITY = Path(__file__).parent / "data" / "parity"
@@ -73,10 +73,10 @@ def run_reference(z, cfg, diagnostics: bool = False):
 def test_dataset_and_split_match_reference(path):
     z, cfg = load(path)
     group = groups.parse_group(cfg["M"])
-    table = data.operation_table(group, cfg["num_of_ops"])
+    table = dataset.operation_table(group, cfg["num_of_ops"])
     np.testing.assert_array_equal(table.inputs, z["inputs"])
     np.testing.assert_array_equal(table.labels, z["labels"])
-    train_idx, test_idx = data.split(len(table.labels), cfg["test_size_used"], cfg["seed"])
+    train_idx, test_idx = dataset.split(len(table.labels), cfg["test_size_used"], cfg["seed"])
     np.testing.assert_array_equal(train_idx, z["train_idx"])
     np.testing.assert_array_equal(test_idx, z["test_idx"])
 

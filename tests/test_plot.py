@@ -6,17 +6,23 @@ import pytest
 from matplotlib.figure import Figure
 from test_fit import boundary_runs, irrep_runs, lr_runs, synthetic_curves, wd_runs, width_runs
 
-from grokjax import fit, plot
+from grokjax.analysis.boundary import boundary_law, generalization_boundary, plot_phase_diagram
+from grokjax.analysis.collapse import collapse, plot_collapse
+from grokjax.analysis.dynamics import node_spectra, plot_node_spectra, plot_stages, stages
+from grokjax.analysis.figures import PlotSkipped, png_bytes
+from grokjax.analysis.irrep import irrep_scaling, plot_irrep_scaling
+from grokjax.analysis.lr import lr_effect, plot_lr_effect
+from grokjax.analysis.wd import plot_wd_speed, wd_speed
+from grokjax.analysis.width import memorization_width, plot_memorization_width
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def assert_png(figure, tmp_path, name="figure"):
     assert isinstance(figure, Figure)
-    path = plot.save(figure, tmp_path / f"{name}.png")
-    with open(path, "rb") as handle:
-        assert handle.read(8) == PNG_MAGIC
-    assert path.stat().st_size > 10_000
+    png = png_bytes(figure)
+    (tmp_path / f"{name}.png").write_bytes(png)  # kept for a look after a failure
+    assert png[:8] == PNG_MAGIC and len(png) > 10_000
 
 
 def _tick_labels(ax) -> list[str]:
@@ -31,61 +37,61 @@ def rng():
 
 def test_phase_diagram_and_collapse_name_the_verdict_on_c(rng, tmp_path):
     runs = boundary_runs(rng, seeds=8)
-    boundary = fit.generalization_boundary(runs, n_boot=100)
-    law = fit.boundary_law(boundary)
-    figure = plot.plot_phase_diagram(boundary, law)
+    boundary = generalization_boundary(runs, n_boot=100)
+    law = boundary_law(boundary)
+    figure = plot_phase_diagram(boundary, law)
     assert_png(figure, tmp_path, "phase")
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert any("c = " in text and ("CI contains 2.7482" in text or "CI excludes 2.7482" in text)
                for text in legend)
-    assert_png(plot.plot_collapse(fit.collapse(runs), law), tmp_path, "collapse")
+    assert_png(plot_collapse(collapse(runs), law), tmp_path, "collapse")
 
 
 def test_stages_with_diagnostics_share_a_step_axis_from_zero(rng, tmp_path):
     runs = wd_runs(rng, etas=(1e-4, 1e-3), seeds=4)
-    figure = plot.plot_stages(fit.stages(runs, synthetic_curves(runs, diagnostics=True)))
+    figure = plot_stages(stages(runs, synthetic_curves(runs, diagnostics=True)))
     assert_png(figure, tmp_path)
     axes = figure.axes
     assert len(axes) == 5 and "‖G_F‖" in axes[2].get_ylabel()
     assert axes[-1].get_xscale() == "symlog" and axes[-1].get_xlim()[0] == 0  # step 0 shown
     assert "memorization, feature emergence, grokking" in figure._suptitle.get_text()
-    plain = plot.plot_stages(fit.stages(runs, synthetic_curves(runs)))
+    plain = plot_stages(stages(runs, synthetic_curves(runs)))
     assert [ax.get_ylabel() for ax in plain.axes] == ["loss", "accuracy"]
 
 
 def test_wd_speed_shows_eta_zero_and_the_verdict(rng, tmp_path):
-    figure = plot.plot_wd_speed(fit.wd_speed(wd_runs(rng)))
+    figure = plot_wd_speed(wd_speed(wd_runs(rng)))
     assert_png(figure, tmp_path)
     top, bottom = figure.axes[:2]
     assert _tick_labels(bottom)[0] == "0"
     assert "CI contains 0" in top.get_title()
     legend = [t.get_text() for t in bottom.get_legend().get_texts()]
     assert any("CI contains -1" in text for text in legend)
-    refused = plot.plot_wd_speed(fit.wd_speed(wd_runs(rng, etas=(1e-4, 1e-3))))
+    refused = plot_wd_speed(wd_speed(wd_runs(rng, etas=(1e-4, 1e-3))))
     assert "no slope: a slope needs grokked runs at ≥ 3" in refused.axes[1].get_title()
 
 
 def test_lr_effect_memorization_width_and_irrep_scaling(rng, tmp_path):
-    assert_png(plot.plot_lr_effect(fit.lr_effect(lr_runs(rng))), tmp_path, "lr")
-    assert_png(plot.plot_memorization_width(fit.memorization_width(width_runs(rng))), tmp_path,
+    assert_png(plot_lr_effect(lr_effect(lr_runs(rng))), tmp_path, "lr")
+    assert_png(plot_memorization_width(memorization_width(width_runs(rng))), tmp_path,
                "width")
     runs = irrep_runs(rng, 2.0)
-    figure = plot.plot_irrep_scaling(fit.irrep_scaling(
-        fit.generalization_boundary(runs, n_boot=100), runs))
+    figure = plot_irrep_scaling(irrep_scaling(
+        generalization_boundary(runs, n_boot=100), runs))
     assert_png(figure, tmp_path, "irrep")
     assert _tick_labels(figure.axes[0]) == ["1", "2", "3", "4", "6"]
 
 
 def test_unusable_fits_raise_plot_skipped_with_the_reason(rng):
     runs = boundary_runs(rng, orders=(41,), seeds=4).assign(generalized=True)
-    boundary = fit.generalization_boundary(runs, n_boot=20)
-    with pytest.raises(plot.PlotSkipped, match="every run generalized"):
-        plot.plot_phase_diagram(boundary, None)
-    with pytest.raises(plot.PlotSkipped, match="needs the curves table"):
-        plot.plot_stages(fit.stages(runs, None))
+    boundary = generalization_boundary(runs, n_boot=20)
+    with pytest.raises(PlotSkipped, match="every run generalized"):
+        plot_phase_diagram(boundary, None)
+    with pytest.raises(PlotSkipped, match="needs the curves table"):
+        plot_stages(stages(runs, None))
     many = wd_runs(rng, etas=tuple(np.geomspace(1e-5, 1e-3, 11)), seeds=2)
-    with pytest.raises(plot.PlotSkipped, match="12 conditions would need one colour each"):
-        plot.plot_stages(fit.stages(many, synthetic_curves(many)))
+    with pytest.raises(PlotSkipped, match="12 conditions would need one colour each"):
+        plot_stages(stages(many, synthetic_curves(many)))
 
 
 def test_node_spectra_show_a_grokked_and_a_memorizing_run(tmp_path):
@@ -109,7 +115,7 @@ def test_node_spectra_show_a_grokked_and_a_memorizing_run(tmp_path):
                          "dominant_frequency": int(power[1:].argmax()) + 1,
                          "dominant_power_fraction": power[1:].max() / power[1:].sum(),
                          **{f"power_{k:02d}": p for k, p in enumerate(power)}})
-    spectra = fit.node_spectra(runs, pd.DataFrame(rows))
+    spectra = node_spectra(runs, pd.DataFrame(rows))
     assert list(spectra.table.example) == ["grokked", "memorized"]
-    assert_png(plot.plot_node_spectra(spectra), tmp_path)
-    assert fit.node_spectra(runs, None).status == "unsupported"
+    assert_png(plot_node_spectra(spectra), tmp_path)
+    assert node_spectra(runs, None).status == "unsupported"

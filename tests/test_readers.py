@@ -10,8 +10,9 @@ not skip hidden names the way pandas does, so a writer's temporary inside runs/ 
 import pandas as pd
 import pyarrow as pa
 import pytest
+from helpers import parquet_bytes
 
-from grokjax import results, storage
+from grokjax import schema, spec, storage, sweep
 
 pl = pytest.importorskip("polars", reason="the reader tests need polars: pip install -e '.[dev]'")
 duckdb = pytest.importorskip("duckdb", reason="the reader tests need duckdb: pip install -e "
@@ -56,9 +57,9 @@ def results_dir(tmp_path_factory) -> str:
         frame = expected_frame(name)
         for index, part in enumerate(PARTS):
             rows = frame[frame["run_id"].isin(RUN_IDS[part])]
-            storage.write_parquet(sweep.join(name, f"{name}-{index}.parquet"),
-                                  pa.Table.from_pandas(rows, preserve_index=False),
-                                  temporary_dir=sweep.join("_tmp"))
+            storage.write_bytes(sweep.join(name, f"{name}-{index}.parquet"),
+                                parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)),
+                                temporary_dir=sweep.join("_tmp"))
     for name in ("_plan.json", "_process-0.json", "_manifest.json", "_lock-0.json"):
         storage.write_text(sweep.join(name), "{}", temporary_dir=sweep.join("_tmp"))
     storage.write_bytes(sweep.join("_tmp", ".runs-3.parquet.1.tmp"), b"PAR1 half a file")
@@ -120,7 +121,6 @@ def engine_dir(tmp_path_factory) -> str:
     import jax
     from helpers import TINY_SWEEP
 
-    from grokjax import spec, sweep
 
     text = TINY_SWEEP.replace("[grid]", "[[grid]]") + (
         "\n[[grid]]\nweight_decay = [1e-3]\nseed = [5]\ndiagnostics = [true]\n")
@@ -133,8 +133,8 @@ def engine_dir(tmp_path_factory) -> str:
 def test_every_reader_opens_every_table_of_a_real_sweep_with_its_documented_dtypes(
         engine_dir, name):
     frame = pd.read_parquet(f"{engine_dir}/{name}")
-    documented = {"runs": results.RUNS_DTYPES | results.DIAGNOSTIC_SUMMARY_DTYPES,
-                  "curves": results.CURVES_DTYPES}.get(name)
+    documented = {"runs": schema.RUNS_DTYPES | schema.DIAGNOSTIC_SUMMARY_DTYPES,
+                  "curves": schema.CURVES_DTYPES}.get(name)
     if documented is not None:
         assert {c: str(d) for c, d in frame.dtypes.items()} | documented == \
             {c: str(d) for c, d in frame.dtypes.items()}

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from helpers import TINY_SWEEP, write_sweep
 
-from grokjax import cli, outdir, plan, results, spec, sweep
+from grokjax import cli, coordination, errors, outdir, plan, spec, sweep
 
 # 24 runs of a tiny model; 8000 steps make a run take long enough (~0.3 s) to kill the sweep
 # while runs are in flight; the stop rule ends some of them early.
@@ -48,8 +48,8 @@ def check(proc: subprocess.CompletedProcess) -> str:
 
 
 def tables(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    runs = results.read_runs(out_dir).drop(columns="wall_seconds")
-    curves = results.read_curves(out_dir)
+    runs = outdir.read_table(out_dir, "runs").drop(columns="wall_seconds")
+    curves = outdir.read_table(out_dir, "curves")
     return (runs.sort_values("run_id").reset_index(drop=True),
             curves.sort_values(["run_id", "step"]).reset_index(drop=True))
 
@@ -98,7 +98,7 @@ def test_the_plan_is_printed_and_the_manifest_counts_what_the_stop_rule_saved(un
     assert re.search(rf"{bucket.id} +7 +24 +{DEVICES} ", stdout), stdout  # runs and slots
     assert "stop rule: train_loss <= 0.001, held 400 steps" in stdout
     manifest = json.loads((out / outdir.MANIFEST_FILE).read_text())
-    runs = results.read_runs(out)
+    runs = outdir.read_table(out, "runs")
     assert manifest["runs"] == 24 and manifest["run_steps_planned"] == 24 * 8000
     assert manifest["run_steps_executed"] == runs["steps_trained"].sum() < 24 * 8000
     assert manifest["runs_stopped_early"] == runs["stopped_step"].notna().sum() > 0
@@ -111,7 +111,7 @@ def test_sigkill_then_rerun_gives_the_tables_of_an_uninterrupted_run(resume_file
     out = tmp_path / "killed"
     command = cli_command("sweep", str(resume_file), "--out", str(out), "--no-progress")
     kill_when(command, subprocess_env(), lambda: outdir.part_names(out, "runs"))
-    done_before = len(results.read_runs(out))
+    done_before = len(outdir.read_table(out, "runs"))
     assert 1 <= done_before < 24 and not (out / outdir.MANIFEST_FILE).exists()
     # What a kill in the middle of writing leaves: a curves part without its runs part, and
     # half-written temporaries.
@@ -220,7 +220,8 @@ def test_cli_refuses_a_changed_sweep_unless_told_to_overwrite(
     assert "--overwrite" in capsys.readouterr().err
     assert snapshot(out) == before
     assert cli.main([*command, "--overwrite"]) == 0
-    assert (results.read_runs(out)["lr"] == 0.02).all() and len(results.read_runs(out)) == 24
+    runs = outdir.read_table(out, "runs")
+    assert (runs["lr"] == 0.02).all() and len(runs) == 24
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes grokjax's files only
 
 
@@ -229,20 +230,20 @@ def test_process_zero_explains_why_it_cannot_write_the_manifest(tmp_path):
                 final=True, start_grace_seconds=0.1, poll_seconds=0.02)
 
     def status(process: int, state: str) -> None:
-        report = sweep.SweepReport(tmp_path, process)
+        report = coordination.SweepReport(tmp_path, process)
         outdir.write_json(tmp_path, tmp_path / outdir.PROCESS_FILE.format(process),
                           report.stats(state, "boom" if state == "failed" else None))
 
     status(0, "done")
-    with pytest.raises(outdir.SweepIncomplete, match=r"process\(es\) \[1\].*do not share"):
-        sweep.wait_for_runs(**wait)
+    with pytest.raises(errors.SweepIncomplete, match=r"process\(es\) \[1\].*do not share"):
+        coordination.wait_for_runs(**wait)
     status(1, "running")
-    with pytest.raises(outdir.SweepIncomplete, match="1 of 1 runs are not in .* nothing new"):
-        sweep.wait_for_runs(**wait)
+    with pytest.raises(errors.SweepIncomplete, match="1 of 1 runs are not in .* nothing new"):
+        coordination.wait_for_runs(**wait)
     status(1, "failed")
-    with pytest.raises(outdir.SweepIncomplete, match="process 1 failed: boom"):
-        sweep.wait_for_runs(**wait)
+    with pytest.raises(errors.SweepIncomplete, match="process 1 failed: boom"):
+        coordination.wait_for_runs(**wait)
     status(1, "done")
     runs = pd.DataFrame({"run_id": pd.Series(["a"], dtype="string")})
     outdir.write_part(tmp_path, outdir.Part("b-1-0", runs, runs), "x", {})
-    assert [s["process"] for s in sweep.wait_for_runs(**wait)] == [0, 1]
+    assert [s["process"] for s in coordination.wait_for_runs(**wait)] == [0, 1]

@@ -18,7 +18,8 @@ from test_scale import (
     subprocess_env,
 )
 
-from grokjax import cli, fit, outdir, results, spec, sweep
+from grokjax import cli, outdir, plan, rounds, spec, sweep
+from grokjax.analysis.boundary import generalization_boundary
 
 SEARCH_SWEEP = """
 [sweep]
@@ -85,7 +86,7 @@ def searched(tmp_path_factory):
 
 
 def test_a_search_refines_the_boundary_round_by_round(searched):
-    runs = results.read_runs(searched[0].out_dir)
+    runs = outdir.read_table(searched[0].out_dir, "runs")
     assert searched[0].rounds >= 2 and runs["round"].max() == searched[0].rounds
     first = runs[runs["round"] == 1]
     np.testing.assert_allclose(sorted(first["train_fraction"].unique()), [0.3, 0.6, 0.9],
@@ -98,7 +99,7 @@ def test_a_search_refines_the_boundary_round_by_round(searched):
     assert len(later) and later.between(low, high).all()
     assert (runs.groupby("train_fraction").size() == 3).all()  # every seed at every value
     # The fits read the union unchanged.
-    boundary = fit.generalization_boundary(runs, n_boot=200).table.iloc[0]
+    boundary = generalization_boundary(runs, n_boot=200).table.iloc[0]
     assert low <= boundary["p_star"] <= high
 
 
@@ -113,35 +114,35 @@ def test_a_killed_search_resumes_to_the_tables_of_an_uninterrupted_one(searched,
     command = cli_command("sweep", str(path), "--out", str(out), "--no-progress")
     # Kill once round 2 has begun writing: the search must pick up in the middle of a round.
     kill_when(command, env, lambda: outdir.part_names(out, "runs")
-              and (results.read_runs(out)["round"] >= 2).any())
+              and (outdir.read_table(out, "runs")["round"] >= 2).any())
     check(subprocess.run(command, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
                          env=env))
     assert_same_tables(out, searched[0].out_dir)
 
 
 def test_next_round_places_values_at_the_estimate_and_never_repeats_one():
-    """A planted table: the boundary of condition 0 is open between 0.6 and 0.75."""
+    """A planted round 1: the boundary of condition 0 is open between 0.6 and 0.75."""
     parsed = spec.parse(SEARCH_SWEEP)
-    search_spec = parsed.search
     condition = parsed.runs()[0]
-    fractions = np.repeat([0.3, 0.6, 0.75, 0.9], 3)
-    n = 121
+    first = [(0, plan.planned_run(dataclasses.replace(condition, train_fraction=f, seed=s)))
+             for f in (0.3, 0.6, 0.75, 0.9) for s in parsed.search.seeds]
     table = pd.DataFrame({
-        "run_id": [f"r{i}" for i in range(len(fractions))], "group": "11", "M": 11,
-        "train_fraction": np.round(fractions * n) / n,
-        "generalized": fractions >= 0.75, "search_condition": 0, "steps_trained": 1200})
-    tried = [{0.3, 0.6, 0.75, 0.9}]
-    configs, status = sweep.search.next_round(search_spec, [condition], table, tried, 2)
-    values = sorted({config.train_fraction for _, config in configs})
+        "run_id": [run.run_id for _, run in first], "group": "11", "M": 11,
+        "train_fraction": [run.n_train / 121 for _, run in first],
+        "generalized": [run.config.train_fraction >= 0.75 for _, run in first],
+        "steps_trained": 1200})
+    new = rounds.next_round(parsed, [first], table)
+    values = sorted({run.config.train_fraction for _, run in new})
     assert len(values) == 2 and all(0.6 < v < 0.75 for v in values)
-    assert status[0]["status"] == "separated" and status[0]["ci_width"] > 0.01
-    assert all(index == 0 for index, _ in configs) and len(configs) == 2 * 3
-    again, _ = sweep.search.next_round(search_spec, [condition], table, tried, 2)
-    assert again == configs
+    boundary = generalization_boundary(table, n_boot=rounds.BOOTSTRAP).table.iloc[0]
+    assert boundary["status"] == "separated"
+    assert boundary["p_star_hi"] - boundary["p_star_lo"] > parsed.search.ci_width
+    assert all(index == 0 and run.round == 2 for index, run in new) and len(new) == 2 * 3
+    assert rounds.next_round(parsed, [first], table) == new
     # A run-step budget counts the new runs at full length: 12 finished runs of 1200 steps
     # leave room for no new run under 15,000.
-    budget = dataclasses.replace(search_spec, max_run_steps=15_000)
-    assert sweep.search.next_round(budget, [condition], table, tried, 2)[0] == []
+    budget = dataclasses.replace(parsed.search, max_run_steps=15_000)
+    assert rounds.next_round(dataclasses.replace(parsed, search=budget), [first], table) == []
 
 
 @pytest.mark.parametrize("goal", ["ci_width = 0.01", "max_runs = 30", "max_run_steps = 9000"])

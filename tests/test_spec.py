@@ -3,7 +3,7 @@
 import pytest
 from helpers import TINY_SWEEP, write_sweep
 
-from grokjax import cli, config, results, spec
+from grokjax import cli, config, outdir, spec
 
 
 def problems(text: str) -> str:
@@ -297,7 +297,7 @@ seed = [1, 2]
 """)
     sweep_spec = spec.parse(text)
     assert len(sweep_spec.runs()) == 5 and sweep_spec.duplicate_runs == 1
-    assert len({results.run_id(run) for run in sweep_spec.runs()}) == 5
+    assert len({config.run_id(run) for run in sweep_spec.runs()}) == 5
     assert cli.main(["plan", str(write_sweep(tmp_path, text))]) == 0
     captured = capsys.readouterr()
     assert "note: 1 duplicate run(s) dropped" in captured.err and "5 runs" in captured.out
@@ -383,10 +383,10 @@ def test_cli_sweep_with_overrides_writes_its_own_directory(tmp_path, capsys):
                      "--set", "K=8", "--grid", "seed=1:3", "--grid", "weight_decay=0,1e-3"])
     assert code == 0
     out_dir = results_root / "tiny+K-8+seed-range1,3+weight_decay-0,0.001"
-    runs = results.read_runs(out_dir)
+    runs = outdir.read_table(out_dir, "runs")
     assert len(runs) == 4 and set(runs.K) == {8} and set(runs.seed) == {1, 2}
     assert set(runs.sweep) == {out_dir.name}
-    recorded = results.read_metadata(out_dir)["sweep_toml"]
+    recorded = outdir.read_metadata(out_dir)["sweep_toml"]
     assert "[[overrides]]" in recorded and spec.parse(recorded).output_name == out_dir.name
     assert cli.main(["summary", str(out_dir)]) == 0
     assert "4 runs in" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
+from helpers import parquet_bytes
 
 from grokjax import storage
 from grokjax.storage import Location, StorageError
@@ -98,7 +99,7 @@ def test_parquet_directory_round_trip(storage_root):
     runs = Location(storage_root).join("wd", "runs")
     parts = [frame(0), frame(3, rows=2)]
     for index, part in enumerate(parts):
-        storage.write_parquet(runs.join(f"runs-{index}.parquet"), table(part))
+        storage.write_bytes(runs.join(f"runs-{index}.parquet"), parquet_bytes(table(part)))
     storage.write_text(runs.join("_notes.parquet"), "not parquet")  # skipped, as pandas does
     storage.write_text(runs.join(".runs-9.parquet"), "not parquet")
     expected = pd.concat(parts, ignore_index=True)
@@ -152,7 +153,7 @@ def test_urls_never_become_local_paths(bucket, request, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sweep = Location(request.getfixturevalue(bucket)).join("wd")
     storage.check_writable(sweep)
-    storage.write_parquet(sweep.join("runs", "runs-0.parquet"), table(frame(0)))
+    storage.write_bytes(sweep.join("runs", "runs-0.parquet"), parquet_bytes(table(frame(0))))
     storage.write_text(sweep.join("_plan.json"), "{}")
     assert len(storage.read_parquet_dir(sweep.join("runs"))) == 3
     assert os.listdir(tmp_path) == []
@@ -160,8 +161,8 @@ def test_urls_never_become_local_paths(bucket, request, tmp_path, monkeypatch):
 
 def test_local_temporaries_go_to_the_given_directory(tmp_path):
     sweep = Location(tmp_path / "wd")
-    storage.write_parquet(sweep.join("runs", "runs-0.parquet"), table(frame(0)),
-                          temporary_dir=sweep.join("_tmp"))
+    storage.write_bytes(sweep.join("runs", "runs-0.parquet"), parquet_bytes(table(frame(0))),
+                        temporary_dir=sweep.join("_tmp"))
     assert storage.listdir(sweep) == ["_tmp", "runs"]
     assert storage.listdir(sweep.join("runs")) == ["runs-0.parquet"]
     assert storage.listdir(sweep.join("_tmp")) == []

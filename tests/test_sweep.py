@@ -12,7 +12,7 @@ import pytest
 from helpers import TINY_SWEEP
 from jax.sharding import Mesh
 
-from grokjax import data, engine, groups, outdir, plan, results, spec, sweep
+from grokjax import dataset, engine, groups, outdir, plan, schema, spec, sweep
 from grokjax.train import HParams, Split, Task, make_train
 
 
@@ -34,15 +34,15 @@ def test_one_runs_row_per_grid_point_with_documented_dtypes(tiny):
     assert len(runs) == len(sweep_spec.runs()) == 9
     assert runs["run_id"].is_unique
     expected = {name: pd.api.types.pandas_dtype(dtype)
-                for name, dtype in results.RUNS_DTYPES.items()}
+                for name, dtype in schema.RUNS_DTYPES.items()}
     assert dict(runs.dtypes) == expected
-    curves = results.read_curves(report.out_dir)
+    curves = outdir.read_table(report.out_dir, "curves")
     assert dict(curves.dtypes) == {name: pd.api.types.pandas_dtype(dtype)
-                                   for name, dtype in results.CURVES_DTYPES.items()}
+                                   for name, dtype in schema.CURVES_DTYPES.items()}
     assert len(curves) == 9 * (40 // 5 + 1)
     assert set(curves["step"]) == set(range(0, 41, 5))
     assert runs["stopped_step"].isna().all() and (runs["steps_trained"] == 40).all()
-    meta = results.read_metadata(report.out_dir)
+    meta = outdir.read_metadata(report.out_dir)
     assert meta["sweep_toml"] == TINY_SWEEP
     assert {"jax", "jaxlib", "optax", "grokjax"} <= set(meta["versions"])
     assert meta["backend"] == "cpu" and meta["device_kind"]
@@ -53,12 +53,12 @@ def test_one_runs_row_per_grid_point_with_documented_dtypes(tiny):
 
 def test_table_rows_equal_the_run_trained_alone(tiny):
     _, report = tiny
-    runs = results.read_runs(report.out_dir)
-    curves = results.read_curves(report.out_dir)
+    runs = outdir.read_table(report.out_dir, "runs")
+    curves = outdir.read_table(report.out_dir, "curves")
     row = runs[(runs["weight_decay"] == 1e-2) & (runs["seed"] == 2)].iloc[0]
     bucket = plan.plan_runs(spec.parse(TINY_SWEEP))[0]
-    table = data.operation_table(groups.parse_group("7"), 2)
-    train_idx, _ = data.split(49, 0.4, 2)
+    table = dataset.operation_table(groups.parse_group("7"), 2)
+    train_idx, _ = dataset.split(49, 0.4, 2)
     is_train = np.zeros(49, bool)
     is_train[train_idx] = True
     hp = HParams(*(jnp.float32(v) for v in (0.01, 1e-2, 0.0, 1.0, 1.0, 0.0)))
@@ -80,7 +80,7 @@ def test_rerun_skips_finished_runs_and_changed_sweep_is_refused(tiny, tmp_path):
     with pytest.raises(spec.SpecError, match="--overwrite"):
         sweep.run_sweep(changed, out_dir=report.out_dir, progress=False)
     replaced = sweep.run_sweep(changed, out_dir=tmp_path / "copy", progress=False)
-    assert (results.read_runs(replaced.out_dir)["lr"] == 0.02).all()
+    assert (outdir.read_table(replaced.out_dir, "runs")["lr"] == 0.02).all()
 
 
 def test_a_run_larger_than_the_memory_budget_is_refused_before_anything_is_written(tmp_path):
@@ -97,7 +97,7 @@ STOP_SWEEP = TINY_SWEEP.replace("steps = 40\neval_every = 5", "steps = 400\neval
 
 
 def _curves_by_run(out_dir) -> dict[str, pd.DataFrame]:
-    curves = results.read_curves(out_dir).sort_values(["run_id", "step"])
+    curves = outdir.read_table(out_dir, "curves").sort_values(["run_id", "step"])
     return {run_id: frame.reset_index(drop=True) for run_id, frame in curves.groupby("run_id")}
 
 
@@ -106,7 +106,7 @@ def test_a_stop_rule_ends_runs_at_the_step_it_is_met(tmp_path):
                               devices=jax.local_devices()[:2])
     full = sweep.run_sweep(spec.parse(STOP_SWEEP.split("[stop]")[0]), out_dir=tmp_path / "full",
                            progress=False, devices=jax.local_devices()[:2])
-    runs = results.read_runs(stopped.out_dir).set_index("run_id")
+    runs = outdir.read_table(stopped.out_dir, "runs").set_index("run_id")
     assert runs["stopped_step"].notna().sum() >= 6  # most runs memorize well before step 400
     short, long = _curves_by_run(stopped.out_dir), _curves_by_run(full.out_dir)
     for run_id, row in runs.iterrows():
@@ -142,7 +142,7 @@ def test_stopped_and_refilled_runs_equal_the_same_runs_alone_bitwise(tmp_path):
         jax.monitoring.unregister_event_duration_listener(listener)
     # One bucket: its empty state and its segment, compiled once while 9 runs refill 2 slots.
     assert programs == 2, compiles
-    runs = results.read_runs(grid.out_dir).set_index("run_id")
+    runs = outdir.read_table(grid.out_dir, "runs").set_index("run_id")
     curves = _curves_by_run(grid.out_dir)
     for wd, seed in ((0.0, 0), (1e-2, 2), (1e-3, 1)):
         alone_text = STOP_SWEEP.replace("weight_decay = [0.0, 1e-3, 1e-2]",
@@ -152,7 +152,7 @@ def test_stopped_and_refilled_runs_equal_the_same_runs_alone_bitwise(tmp_path):
                                 progress=False, devices=jax.local_devices()[:1])
         [(run_id, mine)] = _curves_by_run(alone.out_dir).items()
         pd.testing.assert_frame_equal(mine, curves[run_id], check_exact=True)
-        row = results.read_runs(alone.out_dir).iloc[0]
+        row = outdir.read_table(alone.out_dir, "runs").iloc[0]
         assert row["stopped_step"] is pd.NA and pd.isna(runs.loc[run_id, "stopped_step"]) or \
             row["stopped_step"] == runs.loc[run_id, "stopped_step"]
 
@@ -160,19 +160,19 @@ def test_stopped_and_refilled_runs_equal_the_same_runs_alone_bitwise(tmp_path):
 def test_diagnostics_add_curves_features_and_stage_summaries(tmp_path):
     text = TINY_SWEEP.replace("lr = 0.01", "lr = 0.01\ndiagnostics = true")
     report = sweep.run_sweep(spec.parse(text), out_dir=tmp_path / "diag", progress=False)
-    runs = results.read_runs(report.out_dir)
-    curves = results.read_curves(report.out_dir)
-    features = results.read_features(report.out_dir)
+    runs = outdir.read_table(report.out_dir, "runs")
+    curves = outdir.read_table(report.out_dir, "curves")
+    features = outdir.read_table(report.out_dir, "features")
     assert {"dF_norm", "G_F_norm", "FtF_off_diag_ratio", "dW_cos_dist",
             "frequency_dominated_fraction"} <= set(curves.columns)
     assert len(features) == len(runs) * 16  # K = 16 nodes per run
     assert set(features["dominant_frequency"]) <= set(range(1, 4))  # Z_7: frequencies 1..3
     assert {"step_G_F_peak", "step_features_emerged", "frequencies_covered"} <= set(runs.columns)
     assert dict(runs.dtypes) == {name: pd.api.types.pandas_dtype(dtype) for name, dtype in (
-        results.RUNS_DTYPES | results.DIAGNOSTIC_SUMMARY_DTYPES).items()}
+        schema.RUNS_DTYPES | schema.DIAGNOSTIC_SUMMARY_DTYPES).items()}
     assert runs["frequencies_covered"].between(0, 3).all()
-    plain = results.read_runs(sweep.run_sweep(spec.parse(TINY_SWEEP), out_dir=tmp_path / "plain",
-                                              progress=False).out_dir)
+    plain = outdir.read_table(sweep.run_sweep(spec.parse(TINY_SWEEP), out_dir=tmp_path / "plain",
+                                              progress=False).out_dir, "runs")
     # The diagnostics observe the same trajectories (run ids differ by the diagnostics flag).
     np.testing.assert_array_equal(np.sort(runs["final_test_loss"]),
                                   np.sort(plain["final_test_loss"]))
@@ -201,12 +201,12 @@ num_ops = [3]
 def test_every_group_family_and_three_operands_train(tmp_path):
     report = sweep.run_sweep(spec.parse(FAMILY_SWEEP), out_dir=tmp_path / "families",
                              progress=False)
-    runs = results.read_runs(report.out_dir).set_index("group")
+    runs = outdir.read_table(report.out_dir, "runs").set_index("group")
     assert len(runs) == 10
     assert np.isfinite(runs["final_train_loss"]).all()
     assert not runs["diverged"].any()
     # Training reduced the loss from its initial value in every task.
-    curves = results.read_curves(report.out_dir)
+    curves = outdir.read_table(report.out_dir, "curves")
     first = curves[curves["step"] == 0].set_index("run_id")["train_loss"]
     last = curves[curves["step"] == 30].set_index("run_id")["train_loss"]
     assert (last < first).all()
@@ -233,13 +233,13 @@ def test_vmapped_slots_are_sized_from_xlas_memory_analysis_and_compile_once_per_
         memory = engine.measure_memory(bucket, mesh, programs, runs_per_batch=None)
         assert len(compiles) == 2 * len(engine.PROBE_SLOTS)
         one, two = (programs[engine.program_key(bucket, n, None)].memory_bytes for n in (1, 2))
-        assert memory == plan.Memory(2 * one - two, two - one) and memory.per_run > 0
+        assert memory == engine.Memory(2 * one - two, two - one) and memory.per_run > 0
         assert memory.per_run < plan.bytes_per_run(bucket)  # the hand formula is conservative
         budget = memory.fixed + int(3.5 * memory.per_run)
-        per_device = plan.slots_per_device(memory, len(bucket.runs), budget, 1)
+        per_device = engine.slots_per_device(memory, len(bucket.runs), budget, 1)
         assert per_device == 3
-        assert plan.slots_per_device(memory, 2, budget, 1) == 2  # never more than the runs
-        assert plan.slots_per_device(None, 9, budget, 1) == 1  # a looping CPU device
+        assert engine.slots_per_device(memory, 2, budget, 1) == 2  # never more than the runs
+        assert engine.slots_per_device(None, 9, budget, 1) == 1  # a looping CPU device
         finished = []
         engine.train_bucket(bucket, list(bucket.runs), per_device, mesh, finished.extend,
                             programs, lambda seconds: None, runs_per_batch=None)

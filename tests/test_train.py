@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax import data, groups, model
+from grokjax import dataset, groups, model
 from grokjax.optim import OPTIMIZERS
 from grokjax.train import HParams, Split, Static, Task, make_train
 
@@ -14,12 +14,12 @@ STATIC = Static(order=7, num_ops=2, width=16, activation="sqr", loss="mse", opti
 
 
 def task_for(static: Static) -> Task:
-    return Task(*map(jnp.asarray, data.operation_table(groups.parse_group(str(static.order)),
+    return Task(*map(jnp.asarray, dataset.operation_table(groups.parse_group(str(static.order)),
                                                        static.num_ops)))
 
 
 def split_for(num_rows: int, test_size: float, seed: int, pad_to: int) -> Split:
-    train_idx, _ = data.split(num_rows, test_size, seed)
+    train_idx, _ = dataset.split(num_rows, test_size, seed)
     rows = np.zeros(pad_to, np.int32)
     rows[:len(train_idx)] = train_idx
     is_train = np.zeros(num_rows, bool)
@@ -43,7 +43,7 @@ def test_vmapped_grid_equals_each_run_alone(optimizer):
     # Different seeds, learning rates, weight decays and train fractions in one batch; the padded
     # train-row length is the largest n_train, so the smaller splits carry padding.
     settings = [(0, 0.01, 0.0, 0.3), (1, 0.005, 1e-3, 0.5), (2, 0.02, 1e-2, 0.7)]
-    pad = max(data.split_sizes(49, ts)[0] for *_, ts in settings)
+    pad = max(dataset.split_sizes(49, ts)[0] for *_, ts in settings)
     hps = [hparams(lr=lr, wd=wd) for _, lr, wd, _ in settings]
     splits = [split_for(49, ts, seed, pad) for seed, *_, ts in settings]
     keys = [jax.random.PRNGKey(seed) for seed, *_ in settings]
@@ -60,7 +60,7 @@ def test_unpadded_split_equals_padded():
     """Padding the train rows (to batch runs of different n_train) does not change a run."""
     fns = make_train(STATIC)
     task = task_for(STATIC)
-    n_train = data.split_sizes(49, 0.5)[0]
+    n_train = dataset.split_sizes(49, 0.5)[0]
     tight, padded = split_for(49, 0.5, 3, n_train), split_for(49, 0.5, 3, n_train + 11)
     run = jax.jit(fns.train)
     a = run(hparams(), tight, jax.random.PRNGKey(3), task).metrics

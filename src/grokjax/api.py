@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from grokjax import storage
-    from grokjax.fit import FitResult
+    from grokjax.analysis import FitResult
     from grokjax.spec import SweepSpec
     from grokjax.storage import Location
 
@@ -37,6 +37,7 @@ def sweep_spec(sweep: Mapping | str | Path, scale: str = "default",
     """A sweep given as a dict, a TOML path or a name under ``sweeps/``, validated exactly as
     the command line validates its file."""
     from grokjax import spec
+    from grokjax.errors import SpecError
 
     if isinstance(sweep, Mapping):
         return spec.from_dict(dict(sweep), scale, overrides)
@@ -47,9 +48,9 @@ def sweep_spec(sweep: Mapping | str | Path, scale: str = "default",
     for candidate in tried:
         if candidate.is_file():
             return spec.load(candidate, scale, overrides)
-    raise spec.SpecError([f"no sweep named {str(sweep)!r}: neither "
-                          f"{' nor '.join(map(str, tried))} exists; pass a dict, "
-                          "a .toml path or the name of a file under sweeps/"], str(sweep))
+    raise SpecError([f"no sweep named {str(sweep)!r}: neither "
+                     f"{' nor '.join(map(str, tried))} exists; pass a dict, "
+                     "a .toml path or the name of a file under sweeps/"], str(sweep))
 
 
 def run(sweep: Mapping | str | Path, *, results: storage.Where | None = None,
@@ -63,68 +64,74 @@ def run(sweep: Mapping | str | Path, *, results: storage.Where | None = None,
     results root (default ``results``; a local path, ``gs://`` or ``s3://``); the sweep writes to
     ``<results>/<name>[+overrides]``. A rerun resumes; a different sweep in that directory is
     refused unless ``overwrite``. ``memory_budget``: bytes per device (default: as the CLI).
-    Raises ``grokjax.spec.SpecError`` with the CLI's message for anything that cannot run.
+    Raises ``grokjax.errors.SpecError`` with the CLI's message for anything that cannot run.
     """
     from grokjax import engine
-    from grokjax import sweep as sweeps
+    from grokjax.sweep import run_sweep
 
     engine.use_every_cpu_core()  # before JAX starts its backends, as the CLI does
     spec = sweep_spec(sweep, scale, overrides)
-    report = sweeps.run_sweep(spec, "results" if results is None else results,
-                              overwrite=overwrite, memory_budget=memory_budget,
-                              progress=progress)
+    report = run_sweep(spec, "results" if results is None else results, overwrite=overwrite,
+                       memory_budget=memory_budget, progress=progress)
     return load(report.out_dir)
 
 
 def load(path: storage.Where) -> Results:
     """The results of a sweep directory (local, ``gs://`` or ``s3://``) with finished runs."""
-    from grokjax import outdir, results, spec, storage
+    from grokjax import outdir, storage
+    from grokjax.errors import SpecError
 
     directory = storage.Location(path)
-    if (outdir.read_json(directory / outdir.PLAN_FILE) is None
-            or not results.has_table(directory, "runs")):
+    if not outdir.has_table(directory, "runs"):
         what = ("does not exist" if not storage.exists(directory)
                 else "holds no grokjax sweep results")
-        raise spec.SpecError([f"{directory} {what}; run `grokjax sweep` (grokjax.run in "
-                              "Python) first"], "results")
+        raise SpecError([f"{directory} {what}; run `grokjax sweep` (grokjax.run in Python) "
+                         "first"], "results")
     return Results(directory)
 
 
 @dataclass(frozen=True)
 class Results:
-    """A sweep's results directory; each table is read once, when first used."""
+    """A sweep's results directory; each table is read once, when first used. Every command
+    that reads results (summary, fit, plot, report, export) reads them through this class."""
 
     directory: Location
 
     @cached_property
     def runs(self) -> pd.DataFrame:
         """One row per run: its config and summary (``results/README.md``)."""
-        from grokjax import results
+        from grokjax import outdir
 
-        return results.read_runs(self.directory)
+        return outdir.read_table(self.directory, "runs")
 
     @cached_property
-    def curves(self) -> pd.DataFrame:
-        """One row per (run, evaluated step); ``curves_with_config()`` adds the config."""
-        from grokjax import results
-
-        return results.read_curves(self.directory)
+    def curves(self) -> pd.DataFrame | None:
+        """One row per (run, evaluated step); ``curves_with_config()`` adds the config. None
+        when the directory has no curves table."""
+        return self._optional_table("curves")
 
     @cached_property
     def features(self) -> pd.DataFrame | None:
         """One row per (run, hidden node), for sweeps with ``diagnostics = true``; else None."""
-        from grokjax import results
+        return self._optional_table("features")
 
-        if not results.has_table(self.directory, "features"):
+    def _optional_table(self, table: str) -> pd.DataFrame | None:
+        from grokjax import outdir
+
+        if not outdir.has_table(self.directory, table):
             return None
-        return results.read_features(self.directory)
+        return outdir.read_table(self.directory, table)
 
     @cached_property
-    def provenance(self) -> dict[str, object]:
-        """Versions, hardware, git commit, creation time and the sweep text as run."""
-        from grokjax import results
+    def provenance(self) -> dict[str, object] | None:
+        """Versions, hardware, git commit, creation time and the sweep text as run; None for
+        parts written without grokjax's metadata."""
+        from grokjax import outdir
 
-        return results.read_metadata(self.directory)
+        try:
+            return outdir.read_metadata(self.directory)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     @cached_property
     def manifest(self) -> dict | None:
@@ -134,17 +141,20 @@ class Results:
         return outdir.read_json(self.directory / outdir.MANIFEST_FILE)
 
     @cached_property
-    def spec(self) -> SweepSpec:
-        """The sweep as run (``_sweep.toml`` at its recorded scale)."""
+    def spec(self) -> SweepSpec | None:
+        """The sweep as run (``_sweep.toml`` at its recorded scale); None for a directory of
+        tables that grokjax did not plan (e.g. parts copied together from several hosts)."""
         from grokjax import outdir, spec, storage
 
-        scale = outdir.read_json(self.directory / outdir.PLAN_FILE).get("scale", "default")
-        return spec.parse(storage.read_text(self.directory / outdir.SWEEP_FILE), scale,
-                          str(self.directory / outdir.SWEEP_FILE))
+        plan = outdir.read_json(self.directory / outdir.PLAN_FILE)
+        if plan is None:
+            return None
+        return spec.parse(storage.read_text(self.directory / outdir.SWEEP_FILE),
+                          plan.get("scale", "default"), str(self.directory / outdir.SWEEP_FILE))
 
     def varying_columns(self) -> list[str]:
         """The config columns that take several values in this sweep, in table order."""
-        from grokjax.results import RUN_CONFIG_DTYPES
+        from grokjax.schema import RUN_CONFIG_DTYPES
 
         return [column for column in RUN_CONFIG_DTYPES
                 if column in self.runs and self.runs[column].nunique(dropna=False) > 1]
@@ -160,13 +170,16 @@ class Results:
     def summary(self) -> pd.DataFrame:
         """Per grid point, seeds pooled (what ``grokjax summary`` prints): runs, fraction
         generalized, runs that grokked, median grok step and final test accuracy, diverged."""
-        by = [key for key in self.spec.axes if key != "seed"]
+        from grokjax.schema import GROKKED_COLUMN
+
+        axes = self.spec.axes if self.spec else self.varying_columns()
+        by = [key for key in axes if key != "seed"]
         grouped = self.runs.groupby(by or (lambda _: "all"), dropna=False)
         return grouped.agg(
             runs=("run_id", "size"),
             generalized=("generalized", "mean"),
-            grokked=("step_test_acc_099", "count"),
-            median_grok_step=("step_test_acc_099", "median"),
+            grokked=(GROKKED_COLUMN, "count"),
+            median_grok_step=(GROKKED_COLUMN, "median"),
             median_final_test_acc=("final_test_acc", "median"),
             diverged=("diverged", "sum"),
         )
@@ -175,30 +188,53 @@ class Results:
             seed: int = 0) -> dict[str, FitResult]:
         """Every analysis of ``grokjax fit``: {name: FitResult}; ``.usable`` ones have a
         ``.table`` and ``.laws``, the others a ``.message`` saying what the sweep lacks."""
-        from grokjax import analyses
+        from grokjax import analysis
 
-        return analyses.fit_all(self.runs, self.curves, self.features, n_boot=n_boot,
+        return analysis.fit_all(self.runs, self.curves, self.features, n_boot=n_boot,
                                 level=level, seed=seed)
 
     def figures(self, fits: dict[str, FitResult] | None = None) -> dict[str, Figure]:
         """The figures of ``grokjax plot`` that the data support, as matplotlib Figures (not
-        saved; ``fig.savefig(path)``). ``fits`` default to ``self.fit()``."""
+        saved; ``save_figures`` writes them). ``fits`` default to ``self.fit()``."""
         from matplotlib.figure import Figure
 
-        from grokjax import analyses
+        from grokjax import analysis
 
-        drawn = analyses.draw_figures(self.fit() if fits is None else fits)
+        drawn = analysis.draw_figures(self.fit() if fits is None else fits)
         return {name: figure for name, figure in drawn.items() if isinstance(figure, Figure)}
 
-    def report(self, out: str | Path | None = None, n_boot: int = 1000,
-               level: float = 0.95) -> Path:
-        """Write ``grokjax report``'s Markdown (default ``<directory>/_report/report.md``)."""
-        from grokjax import analyses, spec
+    def save_figures(self, out: storage.Where | None = None,
+                     fits: dict[str, FitResult] | None = None
+                     ) -> dict[str, tuple[Location | None, str]]:
+        """Every figure as ``<out>/<name>.png`` (default ``<directory>/_figures``, local or in
+        the bucket): {name: (where it was written, "")} or {name: (None, why not drawn)}."""
+        from grokjax import analysis, outdir, storage
 
-        if not self.directory.is_local:
-            raise spec.SpecError([f"{self.directory}: the report reads a local directory; copy "
-                                  "the sweep directory here first"], "report")
-        return analyses.write_report(self.directory.path, out, n_boot=n_boot, level=level)
+        out = storage.Location(out) if out is not None else self.directory / outdir.FIGURES_DIR
+        saved: dict[str, tuple[Location | None, str]] = {}
+        for name, drawn in analysis.draw_figures(self.fit() if fits is None else fits).items():
+            if isinstance(drawn, str):
+                saved[name] = (None, drawn)
+                continue
+            storage.write_bytes(out / f"{name}.png", analysis.png_bytes(drawn))
+            saved[name] = (out / f"{name}.png", "")
+        return saved
+
+    def report(self, out: storage.Where | None = None, n_boot: int = 1000,
+               level: float = 0.95) -> Location:
+        """Write ``grokjax report``'s Markdown and its figures beside it (default
+        ``<directory>/_report/report.md``, local or in the bucket); returns where."""
+        from grokjax import analysis, outdir, storage
+
+        out = (storage.Location(out) if out is not None
+               else self.directory / outdir.REPORT_DIR / "report.md")
+        fits = self.fit(n_boot=n_boot, level=level)
+        saved = self.save_figures(out.parent, fits)
+        files = {name: (None if where is None else where.name, reason)
+                 for name, (where, reason) in saved.items()}
+        storage.write_text(out, analysis.report(self.runs, fits, files, self.provenance,
+                                                str(self.directory), level))
+        return out
 
     def __repr__(self) -> str:
         state = "complete" if self.manifest else "incomplete (no _manifest.json yet)"

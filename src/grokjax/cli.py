@@ -9,11 +9,12 @@ import argparse
 import os
 import re
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from grokjax import __version__, api, config, engine, outdir, plan, results, spec, storage, sweep
+from grokjax import __version__, api, config, engine, errors, plan, spec, sweep
+from grokjax.coordination import initialize_distributed
+from grokjax.schema import GENERALIZED_TEST_ACC
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -35,8 +36,8 @@ def parse_bytes(text: str) -> int:
 def print_summary(res: api.Results) -> None:
     print(f"\n{len(res.runs)} runs in {res.directory}  "
           f"(pandas.read_parquet({str(res.directory / 'runs')!r}))")
-    print("generalized = final test accuracy >= "
-          f"{results.GENERALIZED_TEST_ACC}; grok step = first step with test accuracy >= 0.99")
+    print(f"generalized = final test accuracy >= {GENERALIZED_TEST_ACC}; grok step = first step "
+          f"with test accuracy >= {GENERALIZED_TEST_ACC}")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print(res.summary().to_string(float_format=lambda v: f"{v:.3g}"))
 
@@ -44,9 +45,9 @@ def print_summary(res: api.Results) -> None:
 def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -> str:
     import jax
 
-    runs = [run for _, run in sweep.first_round(sweep_spec)]
-    return plan.describe(sweep_spec, plan.plan_runs(sweep_spec, runs), budget,
-                         jax.local_device_count(), engine.loops_over_runs(), processes)
+    _, buckets = sweep.first_plan(sweep_spec, budget)
+    return plan.describe(sweep_spec, buckets, budget, jax.local_device_count(),
+                         engine.runs_per_batch() is not None, processes)
 
 
 def load_spec(args) -> spec.SweepSpec:
@@ -55,7 +56,7 @@ def load_spec(args) -> spec.SweepSpec:
     for text, grid in [(t, False) for t in args.set] + [(t, True) for t in args.grid]:
         key, value = spec.cli_override(text, grid)
         if key in overrides:
-            raise spec.SpecError([f"{key} is given twice in --set/--grid"], "command line")
+            raise errors.SpecError([f"{key} is given twice in --set/--grid"], "command line")
         overrides[key] = value
     sweep_spec = spec.load(args.file, args.scale, overrides)
     if sweep_spec.duplicate_runs:
@@ -67,7 +68,7 @@ def load_spec(args) -> spec.SweepSpec:
 def cmd_sweep(args) -> int:
     sweep_spec = load_spec(args)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
-        sweep.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     import jax
 
     process = jax.process_index()
@@ -107,30 +108,16 @@ def cmd_export(args) -> int:
     res = api.load(args.dir)
     try:
         count = export.export_tensorboard(res.runs, res.curves, args.out)
-    except (ImportError, storage.StorageError) as err:  # a usage problem: exit 2, one line
-        raise spec.SpecError([str(err)], "export") from None
+    except (ImportError, errors.StorageError) as err:  # a usage problem: exit 2, one line
+        raise errors.SpecError([str(err)], "export") from None
     print(f"wrote {count} runs to {args.out}; view them with: tensorboard --logdir {args.out}")
     return 0
-
-
-def _results_dir(path: str) -> Path:
-    directory = Path(path)
-    try:
-        empty = results.read_runs(directory).empty
-    except (FileNotFoundError, OSError, ValueError):
-        empty = True
-    if empty:
-        raise spec.SpecError([f"no runs tables in {directory}; run `grokjax sweep` first"])
-    return directory
 
 
 def cmd_fit(args) -> int:
     """Every analysis the tables support, printed with the laws it tested; the others say why
     not, one line each."""
-    from grokjax import analyses
-
-    fits = analyses.fit_all(*analyses.read_tables(_results_dir(args.dir)),
-                            n_boot=args.bootstrap)
+    fits = api.load(args.dir).fit(n_boot=args.bootstrap)
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         for name, result in fits.items():
             print(f"\n== {name}: {result.status}. {result.message}")
@@ -145,21 +132,14 @@ def cmd_fit(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from grokjax import analyses
-
-    directory = _results_dir(args.dir)
-    fits = analyses.fit_all(*analyses.read_tables(directory), n_boot=args.bootstrap)
-    out_dir = Path(args.out) if args.out else directory / "_figures"
-    for name, (path, reason) in analyses.save_figures(analyses.draw_figures(fits),
-                                                      out_dir).items():
+    res = api.load(args.dir)
+    for name, (path, reason) in res.save_figures(args.out, res.fit(n_boot=args.bootstrap)).items():
         print(f"{name}: {path or 'skipped: ' + reason}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from grokjax import analyses
-
-    path = analyses.write_report(_results_dir(args.dir), args.out, n_boot=args.bootstrap)
+    path = api.load(args.dir).report(args.out, n_boot=args.bootstrap)
     print(f"wrote {path}")
     return 0
 
@@ -246,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     engine.use_every_cpu_core()
     try:
         return args.func(args)
-    except spec.SpecError as err:
+    except errors.UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except outdir.SweepIncomplete as err:
+    except errors.SweepIncomplete as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -21,13 +21,13 @@ the table dtypes (``COLUMN_DTYPES``) and the fits' conditions. Adding a hyperpar
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from grokjax import data, groups
+from grokjax import dataset, groups
 from grokjax.model import ACTIVATIONS, LOSSES, PRECISIONS
 from grokjax.optim import OPTIMIZERS
 
@@ -69,7 +69,7 @@ class Field:
     le: float | None = None
     lt: float | None = None
     hint: str = ""  # said after the value in a range error, e.g. "(hidden width)"
-    # A field added after ids were first written leaves the id at its default (results.run_id),
+    # A field added after ids were first written leaves the id at its default (run_id),
     # so every run that existed before it keeps its id.
     in_id_at_default: bool = True
     # What the runs table records instead of the value as given (e.g. the resolved test size).
@@ -172,7 +172,7 @@ COLUMNS: tuple[Field | Derived, ...] = (
           optional=True, gt=0, lt=1, recorded=lambda c, r: r.n_train / (r.n_train + r.n_test)),
     Field("critical_ratio_delta", float, None, "split",
           "train fraction (multiplier − δ)·ln M / M", condition=False, optional=True),
-    Field("critical_ratio_multiplier", float, data.CRITICAL_RATIO_MULTIPLIER, "split",
+    Field("critical_ratio_multiplier", float, dataset.CRITICAL_RATIO_MULTIPLIER, "split",
           "the critical ratio's constant", condition=False, gt=0),
     Derived("n_train", "int64", lambda c, r: r.n_train, "train examples"),
     Derived("n_test", "int64", lambda c, r: r.n_test, "test examples"),
@@ -212,7 +212,7 @@ def _resolved_test_size(self, order: int) -> float:
     if self.train_fraction is not None:
         return 1.0 - self.train_fraction
     if self.critical_ratio_delta is not None:
-        return data.critical_ratio_test_size(
+        return dataset.critical_ratio_test_size(
             order, self.critical_ratio_delta, self.critical_ratio_multiplier)
     return self.test_size if self.test_size is not None else DEFAULT_TEST_SIZE
 
@@ -236,7 +236,7 @@ RunConfig = dataclasses.make_dataclass(
 def resolve(run: RunConfig) -> Resolved:
     group = groups.parse_group(run.group)
     test_size = run.resolved_test_size(group.order)
-    return Resolved(group, test_size, *data.split_sizes(group.order**run.num_ops, test_size))
+    return Resolved(group, test_size, *dataset.split_sizes(group.order**run.num_ops, test_size))
 
 
 def column_values(run: RunConfig, resolved: Resolved) -> dict[str, Any]:
@@ -253,8 +253,47 @@ def column_values(run: RunConfig, resolved: Resolved) -> dict[str, Any]:
     return values
 
 
-def hparam_arrays(runs: Iterable[RunConfig]) -> dict[str, np.ndarray]:
-    """Each ``hparam`` field over ``runs`` as a float32 array (an unset optional as 0)."""
-    runs = list(runs)
-    return {name: np.asarray([getattr(run, name) or 0.0 for run in runs], np.float32)
-            for name in HPARAM_FIELDS}
+def run_id(run: RunConfig) -> str:
+    """A stable id: the hash of every config field, independent of grid order.
+
+    Fields declared later (``in_id_at_default=False``) count only away from their default."""
+    text = json.dumps({k: v for k, v in dataclasses.asdict(run).items()
+                       if k not in ID_OMITS_DEFAULT or v != ID_OMITS_DEFAULT[k]}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def run_problems(run: RunConfig) -> list[str]:
+    """What is wrong with a run's combination of fields (each field alone is valid)."""
+    problems = []
+    given = [k for k in SPLIT_FIELDS if getattr(run, k) is not None]
+    if len(given) > 1:
+        problems.append(f"set only one of {', '.join(SPLIT_FIELDS)}; got {', '.join(given)}")
+    if run.steps % run.eval_every:
+        problems.append(f"steps = {run.steps} must be a multiple of eval_every = "
+                        f"{run.eval_every}")
+    if run.complex_weights and (run.activation != "sqr" or run.optimizer.startswith("muon")
+                                or run.ridge_lambda is not None or run.other_layers):
+        problems.append("complex_weights needs activation = 'sqr' (σ(z) = z²), a non-muon "
+                        "optimizer, no ridge_lambda and other_layers = 0")
+    if run.imag_init_scale and not run.complex_weights:
+        problems.append("imag_init_scale needs complex_weights = true")
+    if run.first_layer == "pallas" and (run.embed_trainable or run.complex_weights):
+        problems.append("first_layer = 'pallas' fuses one-hot operands with a real W: it needs "
+                        "embed_trainable = false and complex_weights = false")
+    if run.ridge_lambda is not None and run.loss != "mse":
+        problems.append("ridge_lambda (the ridge top layer) needs loss = 'mse', as in the paper's "
+                        f"code; got loss = {run.loss!r}")
+    if not problems:
+        group = groups.parse_group(run.group)
+        if not group.is_group and run.num_ops != 2:
+            problems.append(f"group {run.group!r} is an expression of x and y, so num_ops must "
+                            f"be 2; got {run.num_ops}")
+        rows = group.order**run.num_ops
+        if rows > MAX_TABLE_ROWS:
+            return problems + [f"group {run.group!r} with num_ops = {run.num_ops} has a table of "
+                               f"{rows} rows, above the limit {MAX_TABLE_ROWS}"]
+        n_train, n_test = dataset.split_sizes(rows, run.resolved_test_size(group.order))
+        if n_train < 1 or n_test < 1:
+            problems.append(f"group {run.group!r} with this split leaves n_train = {n_train}, "
+                            f"n_test = {n_test}; both must be >= 1 (change the split)")
+    return problems

@@ -13,7 +13,6 @@ K/M training steps, so evaluate every few steps when K ≫ M):
   * ``frequency_dominated_fraction``, ``frequencies_covered``: Fourier summaries of W's
     active nodes (``active_nodes``).
 Per node, at the end of a run: ``node_fourier_stats``, ``node_energy``.
-Theory check: ``theorem2_maxima`` builds Theorem 2's local maxima of 𝓔 for Z_M.
 """
 
 from __future__ import annotations
@@ -191,7 +190,7 @@ def node_fourier_stats(W: Array, order: int, num_ops: int) -> dict[str, Array]:
     * ``symmetry`` (num_ops = 2; NaN otherwise): how close w = [u; v] is to Theorem 2's
       [u; ±Pu], (Pu)_m = u_{(−m) mod M}: the best sign's 1 − ‖v − s·Pu‖²/(‖u‖² + ‖v‖²), which
       equals 2|⟨v, Pu⟩| / (‖u‖² + ‖v‖²) ∈ [0, 1] (1 iff v = ±Pu exactly). For σ = x² the
-      energy does not force it: v's phase is free at a maximum (see ``theorem2_maxima``);
+      energy does not force it: v's phase is free at a maximum (Corollary 1);
     * ``memorization_top2``: the sum of the two largest ŵ_i² of ŵ = w/‖w‖ over all num_ops·M
       entries, in [2/(num_ops·M), 1]: 1 for Theorem 5's focused memorisation
       (e_g ⊕ e_{g⁻¹h})/√2, at most 2/M for a pure-frequency node [u; ±Pu].
@@ -290,33 +289,3 @@ def node_energy(
     per_class = _dot(_masked(jax.nn.one_hot(labels, order), mask).T, features)
     return 0.5 * _sq_norm(per_class, axis=0)
 
-
-def theorem2_maxima(
-    order: int, frequency: int | None = None, a: float = 1.0, b: float = 0.0, sign: int = 1
-) -> tuple[np.ndarray, float]:
-    """Theorem 2 / Corollary 2's local maximum of 𝓔 for σ(x) = x² on the full table of Z_M.
-
-    Returns w* = [u; sign·Pu] / ‖·‖ (2M,) float64 with unit norm and its energy on all M² pairs:
-    u_m = a·cos(kmω) + b·sin(kmω), ω = 2π/M, k = ``frequency`` in 1..⌊M/2⌋ ((a, b) ≠ 0), and
-    for k = M/2 (even M; the default there, otherwise k = 1) u_m = (−1)^m. The energy is
-
-        𝓔(w*) = M/4 for 0 < k < M/2 (a pair of complex irreps),  M/2 for k = M/2 (real irrep),
-
-    independent of k, (a, b) and the sign. These are 4× the paper's M/16 and M/8: its proof
-    (Eqn 21) writes S_ij = σ(u_i + v_j) as (u∘u)1ᵀ + 1(v∘v)ᵀ + uvᵀ, dropping the factor 2 of
-    the cross term 2u_iv_j, so its constants hold for σ(x) = x²/2 (or ‖w‖² = ½) rather than for
-    x² with ‖w‖ = 1. Derivation: on the full table (Ỹᵀσ(Xw))_c = 2[(u ⊛ v)_c − mean], so
-    𝓔 = (2/M) Σ_{k≠0} |û_k|²|v̂_k|², maximised on the unit sphere by one conjugate pair with
-    ‖u‖² = ‖v‖² = ½. Any v in u's frequency with ‖v‖ = ‖u‖ reaches the same 𝓔 (the phase of v
-    is free; ±Pu is one choice), so these maxima are flat (Corollary 1).
-    """
-    k = (order // 2 if order % 2 == 0 else 1) if frequency is None else frequency
-    if not 1 <= k <= order // 2:
-        raise ValueError(f"frequency {k} outside 1..{order // 2}")
-    m = np.arange(order)
-    if 2 * k == order:
-        u = np.where(m % 2 == 0, 1.0, -1.0)
-    else:
-        u = a * np.cos(2 * np.pi * k * m / order) + b * np.sin(2 * np.pi * k * m / order)
-    w = np.concatenate([u, sign * u[(-m) % order]])
-    return w / np.linalg.norm(w), order / 2 if 2 * k == order else order / 4

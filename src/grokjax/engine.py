@@ -15,28 +15,22 @@ the slots are vmapped into every operation.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from grokjax import data, groups
-from grokjax.plan import Bucket, Memory, PlannedRun
-from grokjax.train import (
-    HParams,
-    Split,
-    Static,
-    Task,
-    default_runs_per_batch,
-    make_train,
-    over_runs,
-)
+from grokjax import dataset
+from grokjax.plan import Bucket, PlannedRun
+from grokjax.train import HParams, Split, Static, Task, make_train, over_runs
 
 SEGMENTS_PER_RUN = 25  # host round trips over one run's evaluations (stop and refill points)
 
@@ -89,8 +83,11 @@ def default_memory_budget() -> int:
     return int(ram * 0.25 / len(devices))
 
 
-def loops_over_runs() -> bool:
-    return backend_runs_per_batch() is not None
+def runs_per_batch(backend: str | None = None) -> int | None:
+    """How a device lays out its slots (``train.over_runs``): a CPU loops over them one at a
+    time (1: each run's working set stays in cache, and its numbers never depend on what runs
+    beside it), a GPU or TPU vmaps all of them into every operation (None) to stay busy."""
+    return 1 if (backend or jax.default_backend()) == "cpu" else None
 
 
 def evals_per_segment(num_points: int, segments: int = SEGMENTS_PER_RUN) -> int:
@@ -115,7 +112,7 @@ class Slots:
         config = run.config
         self.runs[slot] = run
         self.hparams[:, slot] = [getattr(config, name) or 0.0 for name in HParams._fields]
-        train_idx, _ = data.split(self.bucket.table_rows, run.test_size, config.seed)
+        train_idx, _ = dataset.split(self.bucket.table_rows, run.test_size, config.seed)
         self.train_rows[slot] = 0
         self.train_rows[slot, :len(train_idx)] = train_idx
         self.is_train[slot] = False
@@ -128,17 +125,12 @@ class Slots:
         return HParams(*self.hparams), Split(self.train_rows, self.is_train), self.keys
 
 
-def backend_runs_per_batch() -> int | None:
-    """How this backend lays out a device's slots (train.over_runs): 1 loops, None vmaps."""
-    return default_runs_per_batch(jax.default_backend())
-
-
 def compile_program(static: Static, args: tuple, mesh: Mesh,
                     runs_per_batch: int | None) -> Program:
     """Ahead-of-time compile the empty state, segment and features for the shapes of ``args``
     (hparams, split, keys, fresh, task; arrays or ShapeDtypeStructs with their shardings), with
     a device's slots laid out as ``runs_per_batch`` says (train.over_runs;
-    ``backend_runs_per_batch()`` is the backend's own layout)."""
+    ``runs_per_batch()`` is the backend's own layout)."""
     fns = make_train(static)
     per_run = NamedSharding(mesh, P("runs"))
     hparams, split, keys, fresh, task = args
@@ -173,13 +165,13 @@ def compile_program(static: Static, args: tuple, mesh: Mesh,
 
 
 def bucket_task(bucket: Bucket) -> Task:
-    return Task(*data.operation_table(groups.parse_group(bucket.group), bucket.static.num_ops))
+    return Task(*dataset.operation_table(bucket.group, bucket.static.num_ops))
 
 
 def program_key(bucket: Bucket, slots: int, runs_per_batch: int | None) -> tuple:
     """What a compiled program depends on: the bucket's code and shapes, its slots and their
     layout."""
-    return bucket.static, bucket.group, slots, bucket.train_rows, runs_per_batch
+    return bucket.static, bucket.group.spec, slots, bucket.train_rows, runs_per_batch
 
 
 def program_for(bucket: Bucket, slots: int, mesh: Mesh, programs: dict,
@@ -204,6 +196,19 @@ def program_for(bucket: Bucket, slots: int, mesh: Mesh, programs: dict,
     return programs[key]
 
 
+class Memory(NamedTuple):
+    """XLA's memory analysis of a bucket's program on one device: fixed + per_run · slots bytes
+    (arguments + outputs + temporaries − donated aliases), from two compiled probe sizes."""
+
+    fixed: int  # what does not grow with the slots: the shared operation table, code buffers
+    per_run: int
+
+    @classmethod
+    def from_probes(cls, slots: tuple[int, int], total_bytes: tuple[int, int]) -> Memory:
+        per_run = max(1, (total_bytes[1] - total_bytes[0]) // (slots[1] - slots[0]))
+        return cls(max(0, total_bytes[0] - per_run * slots[0]), per_run)
+
+
 PROBE_SLOTS = (1, 2)  # per device: two sizes give XLA's fixed and per-run bytes
 
 
@@ -216,6 +221,29 @@ def measure_memory(bucket: Bucket, mesh: Mesh, programs: dict,
     totals = tuple(program_for(bucket, n * devices, mesh, programs, runs_per_batch).memory_bytes
                    for n in PROBE_SLOTS)
     return Memory.from_probes(PROBE_SLOTS, totals)
+
+
+def slots_per_device(memory: Memory | None, runs: int, memory_budget: int,
+                     num_devices: int) -> int:
+    """How many runs each device holds at once.
+
+    A device that loops over its runs one at a time (CPU; ``memory`` None) gains nothing from
+    more slots than one; one that vmaps them (GPU, TPU) takes as many as XLA's own figure for
+    the program says fit the budget, up to its share.
+    """
+    if memory is None:
+        return 1
+    fit = max(1, (memory_budget - memory.fixed) // memory.per_run)
+    return max(1, min(fit, math.ceil(runs / num_devices)))
+
+
+def size_slots(bucket: Bucket, runs: int, mesh: Mesh, programs: dict, memory_budget: int,
+               runs_per_batch: int | None) -> tuple[int, Memory | None]:
+    """Slots per device for ``runs`` runs of ``bucket``, and XLA's memory figure that sized
+    them (None where a device loops over its runs and holds one slot)."""
+    memory = (measure_memory(bucket, mesh, programs, runs_per_batch) if runs_per_batch is None
+              else None)
+    return slots_per_device(memory, runs, memory_budget, mesh.devices.size), memory
 
 
 def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int, mesh: Mesh,

@@ -6,8 +6,9 @@ import os
 
 import pandas as pd
 
-from grokjax.results import RUN_CONFIG_DTYPES
-from grokjax.storage import Location, StorageError
+from grokjax.errors import StorageError
+from grokjax.schema import RUN_CONFIG_DTYPES
+from grokjax.storage import Location
 
 
 def export_tensorboard(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: str | os.PathLike) -> int:

@@ -36,9 +36,7 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-
-class GroupError(ValueError):
-    """A group spec that names no group grokjax can build."""
+from grokjax.errors import GroupError
 
 
 @dataclass(frozen=True, eq=False)

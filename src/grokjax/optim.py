@@ -7,7 +7,6 @@ a change of lr or weight decay changes array values only and never recompiles.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,16 +37,9 @@ def newton_schulz(matrix: jax.Array) -> jax.Array:
     return x.T if transpose else x
 
 
-class _Empty(NamedTuple):
-    pass
-
-
 def orthogonalize() -> optax.GradientTransformation:
     """Replace each 2-D update by NS5 of itself."""
-    return optax.GradientTransformation(
-        lambda params: _Empty(),
-        lambda updates, state, params=None: (jax.tree.map(newton_schulz, updates), state),
-    )
+    return optax.stateless_with_tree_map(lambda update, _: newton_schulz(update))
 
 
 def _bias_corrections(decay: float, max_steps: int) -> np.ndarray:

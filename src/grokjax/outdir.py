@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grokjax import storage
-from grokjax.spec import SpecError
+from grokjax.errors import DirectoryBusy, SpecError, StorageError, SweepIncomplete
 from grokjax.storage import Location
 
 TABLES = ("runs", "curves", "features")
@@ -51,6 +51,8 @@ PROCESS_FILE = "_process-{}.json"
 LEASE_FILE = "_lease-{}.json"
 TMP_DIR = "_tmp"
 DAMAGED_DIR = "_damaged"
+FIGURES_DIR = "_figures"  # grokjax plot; Parquet readers skip names starting with '_'
+REPORT_DIR = "_report"  # grokjax report: report.md with its figures beside it
 METADATA_KEY = b"grokjax"
 # A writer refreshes its lease every LEASE_SECONDS / 4; a lease older than LEASE_SECONDS (or, on
 # the same host, one whose process is gone) is stale and may be taken over.
@@ -58,10 +60,6 @@ LEASE_SECONDS = 60.0
 # Files of a directory that hold no results yet: a sweep killed before its plan was written.
 PRE_PLAN = {SWEEP_FILE, TMP_DIR}
 PROBE_PREFIX = "_probe-"  # storage.check_writable's probe, written and removed by any process
-
-
-class DirectoryBusy(SpecError):
-    """Another live process writes this sweep (or this directory)."""
 
 
 def part_path(out_dir: Location, table: str, name: str) -> Location:
@@ -174,7 +172,7 @@ def prepare(out_dir: Location, identity: str, sweep_text: str, scale: str, overw
     """
     try:
         storage.check_writable(out_dir)
-    except storage.StorageError as err:
+    except StorageError as err:
         raise SpecError([str(err)], "results") from None
     if process != 0:  # process 0 decides; the others wait for its plan (it may be writing now)
         plan = read_json(out_dir / PLAN_FILE)
@@ -234,10 +232,6 @@ def remove_own_files(out_dir: Location) -> None:
 
 def remove_temporaries(out_dir: Location) -> None:
     storage.remove(out_dir / TMP_DIR, recursive=True)
-
-
-class SweepIncomplete(RuntimeError):
-    """The processes of a job could not all finish, or process 0 cannot see their parts."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,3 +439,7 @@ def read_metadata(where: storage.Where) -> dict[str, object]:
     metadata = json.loads(parquet.schema_arrow.metadata[METADATA_KEY])
     metadata.pop("part", None)
     return metadata
+
+
+def has_table(out_dir: storage.Where, table: str) -> bool:
+    return bool(part_names(Location(out_dir), table))

@@ -1,10 +1,10 @@
-"""spec → runs → buckets → slots: what will be trained, how it is grouped, and its identity.
+"""spec → runs → buckets: what will be trained, how it is grouped, its identity and checks.
 
-A *bucket* is the set of runs sharing a ``Static`` config (one compilation). The engine streams a
-bucket's runs through a fixed number of *slots* (the batch its program is compiled for), sized
-to the memory budget. The *plan identity* names the sweep's runs (and its stop rule and search),
-independent of grid order, memory budget and device count, so a rerun with other resources
-resumes the same sweep.
+A *bucket* is the set of runs sharing a ``Static`` config (one compilation); the engine streams
+its runs through slots sized from the compiled program. The *plan identity* names the sweep's
+runs (and its stop rule and search), independent of grid order, memory budget and device count,
+so a rerun with other resources resumes the same sweep. The pre-flight memory check uses a
+conservative estimate, so that nothing is written for a run that cannot fit.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
-from grokjax import config, groups, results
+from grokjax import config, dataset, groups
 from grokjax.config import RunConfig
-from grokjax.spec import SpecError, SweepSpec
+from grokjax.errors import SpecError
+from grokjax.search import train_fraction
+from grokjax.spec import SweepSpec
 from grokjax.train import Static
 
 BYTES_PER_FLOAT = 4
@@ -41,7 +42,7 @@ class PlannedRun:
 @dataclass(frozen=True)
 class Bucket:
     static: Static
-    group: str
+    group: groups.Group
     runs: tuple[PlannedRun, ...]
     train_rows_at_least: int = 0  # a search pads to its largest split, so rounds share shapes
 
@@ -53,11 +54,11 @@ class Bucket:
         shown = ", ".join(f"{f.name}={getattr(self.static, f.name)!r}"
                           for f in dataclasses.fields(self.static)
                           if omitted.get(f.name, ...) != getattr(self.static, f.name))
-        return hashlib.sha1(f"(Static({shown}), {self.group!r})".encode()).hexdigest()[:8]
+        return hashlib.sha1(f"(Static({shown}), {self.group.spec!r})".encode()).hexdigest()[:8]
 
     @property
     def table_rows(self) -> int:
-        return groups.parse_group(self.group).order ** self.static.num_ops
+        return self.group.order ** self.static.num_ops
 
     @property
     def train_rows(self) -> int:
@@ -79,19 +80,35 @@ def static_of(run: RunConfig, group: groups.Group, spec: SweepSpec) -> Static:
 
 def planned_run(run: RunConfig, round_number: int = 1) -> PlannedRun:
     resolved = config.resolve(run)
-    return PlannedRun(run, results.run_id(run), resolved.test_size, resolved.n_train,
+    return PlannedRun(run, config.run_id(run), resolved.test_size, resolved.n_train,
                       resolved.n_test, round_number)
 
 
 def plan_runs(spec: SweepSpec, runs: list[PlannedRun] | None = None) -> list[Bucket]:
     """Group runs (default: the spec's grid) into buckets of identical static config, in
-    first-seen order."""
+    first-seen order. Every round of a search compiles the same shapes: its buckets pad the
+    train rows to the largest split the search's bounds allow."""
     runs = [planned_run(config) for config in spec.runs()] if runs is None else runs
     buckets: dict[tuple, list[PlannedRun]] = {}
     for run in runs:
         group = groups.parse_group(run.config.group)
         buckets.setdefault((static_of(run.config, group, spec), group.spec), []).append(run)
-    return [Bucket(static, group, tuple(members)) for (static, group), members in buckets.items()]
+    padding = _search_padding(spec) if spec.search else {}
+    return [Bucket(static, groups.parse_group(spec_text), tuple(members),
+                   padding.get(spec_text, 0))
+            for (static, spec_text), members in buckets.items()]
+
+
+def _search_padding(spec: SweepSpec) -> dict[str, int]:
+    """Per group, the largest train set a value of the searched field can give."""
+    largest: dict[str, int] = {}
+    for condition in spec.runs():
+        fraction = max(train_fraction(spec.search, condition, bound)
+                       for bound in spec.search.bounds)
+        group = groups.parse_group(condition.group)
+        n_train, _ = dataset.split_sizes(group.order**condition.num_ops, 1.0 - fraction)
+        largest[group.spec] = max(largest.get(group.spec, 0), n_train)
+    return largest
 
 
 def bytes_per_run(bucket: Bucket) -> int:
@@ -110,7 +127,7 @@ def bytes_per_run(bucket: Bucket) -> int:
 def check_memory(buckets: list[Bucket], memory_budget: int) -> None:
     """Refuse, before anything is written, a bucket whose one run exceeds the budget."""
     problems = [
-        f"bucket {b.id} ({b.group}, K={b.static.width}) needs about "
+        f"bucket {b.id} ({b.group.spec}, K={b.static.width}) needs about "
         f"{bytes_per_run(b) / 2**20:,.0f} MiB per run, more than the memory budget of "
         f"{memory_budget / 2**20:,.0f} MiB per device; reduce K or the group, or pass "
         f"--memory-budget {math.ceil(bytes_per_run(b) / 2**20)}MiB (memory_budget= in Python) "
@@ -118,33 +135,6 @@ def check_memory(buckets: list[Bucket], memory_budget: int) -> None:
         for b in buckets if bytes_per_run(b) > memory_budget]
     if problems:
         raise SpecError(problems, "plan")
-
-
-class Memory(NamedTuple):
-    """XLA's memory analysis of a bucket's program on one device: fixed + per_run · slots bytes
-    (arguments + outputs + temporaries − donated aliases), from two compiled probe sizes."""
-
-    fixed: int  # what does not grow with the slots: the shared operation table, code buffers
-    per_run: int
-
-    @classmethod
-    def from_probes(cls, slots: tuple[int, int], total_bytes: tuple[int, int]) -> Memory:
-        per_run = max(1, (total_bytes[1] - total_bytes[0]) // (slots[1] - slots[0]))
-        return cls(max(0, total_bytes[0] - per_run * slots[0]), per_run)
-
-
-def slots_per_device(memory: Memory | None, runs: int, memory_budget: int,
-                     num_devices: int) -> int:
-    """How many runs each device holds at once.
-
-    A device that loops over its runs one at a time (CPU; ``memory`` None) gains nothing from
-    more slots than one; one that vmaps them (GPU, TPU) takes as many as XLA's own figure for
-    the program says fit the budget, up to its share.
-    """
-    if memory is None:
-        return 1
-    fit = max(1, (memory_budget - memory.fixed) // memory.per_run)
-    return max(1, min(fit, math.ceil(runs / num_devices)))
 
 
 def identity(spec: SweepSpec, runs: list[PlannedRun]) -> str:
@@ -184,10 +174,10 @@ def describe(spec: SweepSpec, buckets: list[Bucket], memory_budget: int, num_dev
         lines.append(f"  search: {spec.search.text}")
     lines.append(f"  {'bucket':<8} {'group':<10} {'runs':>6} {'slots':>6} {'MiB/run':>8}  static")
     for bucket in buckets:
-        # Sizing vmapped slots needs the compiled program (engine.measure_memory), so the plan
+        # Sizing vmapped slots needs the compiled program (engine.size_slots), so the plan
         # shows the conservative hand estimate; the sweep reports XLA's figure as it compiles.
         slots = str(num_devices) if loops_over_runs else "xla"
-        lines.append(f"  {bucket.id:<8} {bucket.group:<10} {len(bucket.runs):>6} {slots:>6} "
+        lines.append(f"  {bucket.id:<8} {bucket.group.spec:<10} {len(bucket.runs):>6} {slots:>6} "
                      f"{bytes_per_run(bucket) / 2**20:>8.2f}  {static_text(bucket.static)}")
     if not loops_over_runs:
         lines.append("  (MiB/run: the planner's upper estimate; slots per device are sized from "

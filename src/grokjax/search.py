@@ -9,34 +9,22 @@
     max_run_steps = 600000           # and the whole search within this many run-steps
 
 A *condition* is one run of the grid without the searched field and the seed (e.g. one group).
-Round 1 trains every condition at ``points`` values spread over ``bounds``. Each later round fits
-the boundary of every condition whose CI is still wider than ``ci_width`` (the Firth logistic fit
-of ``fit.generalization_boundary``, bootstrap CI) and adds ``new_points`` values there: the current
-estimate of p*, then the ends of its CI; or, while the data only bracket p* (a sharp or an
-unfittable transition), values that cut the bracket into equal parts in log p. Each is snapped
-to a lattice of ``resolution`` steps over the bounds and is never a value already tried. The
-search ends when every condition is narrow enough or out of candidates, after ``max_rounds``,
-or when the next round would pass ``max_runs`` runs or ``max_run_steps`` run-steps (counting
-the finished runs' executed steps and the new runs at their full length, so the budget holds
-whatever the stop rule saves); a round that does not fit whole goes to the widest CIs first.
-Everything is a function of the sweep file and of the finished runs, so a rerun (or another
-process) computes the same rounds.
+This module parses and validates the table; the policy that picks each round's values is
+``grokjax.rounds``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from grokjax import data, groups
+from grokjax import dataset, groups
 
 FIELDS = ("critical_ratio_delta", "train_fraction")
 KEYS = ("field", "bounds", "points", "seeds", "ci_width", "max_runs", "max_run_steps",
         "max_rounds", "new_points", "resolution")
-BOOTSTRAP = 400  # replicates per boundary fit between rounds
 
 
 @dataclass(frozen=True)
@@ -122,104 +110,4 @@ def train_fraction(search: Search, config, value: float) -> float:
     if search.field == "train_fraction":
         return value
     order = groups.parse_group(config.group).order
-    return 1.0 - data.critical_ratio_test_size(order, value, config.critical_ratio_multiplier)
-
-
-def runs_at(search: Search, condition, values) -> list:
-    """The configs of one condition at lattice ``values``, every seed each."""
-    return [replace(condition, **{search.field: float(v), "seed": seed})
-            for v in values for seed in search.seeds]
-
-
-def first_round(search: Search, conditions: list) -> list[tuple[int, object]]:
-    """(condition index, config) of round 1: ``points`` values spread over the bounds."""
-    lattice = search.lattice()
-    picks = np.unique(np.round(np.linspace(0, search.resolution, search.points)).astype(int))
-    return [(index, run) for index, condition in enumerate(conditions)
-            for run in runs_at(search, condition, lattice[picks])]
-
-
-def _fraction_to_index(search: Search, condition, fraction: float) -> float:
-    """The (fractional) lattice index of a train fraction, by interpolation on the lattice."""
-    lattice = search.lattice()
-    fractions = np.array([train_fraction(search, condition, v) for v in lattice])
-    order = np.argsort(fractions)
-    return float(np.interp(fraction, fractions[order], np.arange(len(lattice))[order]))
-
-
-def _candidates(row: pd.Series, cells: pd.DataFrame, count: int) -> list[float]:
-    """Train fractions worth trying next, best first: the estimate and the ends of its CI; for a
-    bracket (a sharp or an unfittable transition), ``count`` values cutting it into equal parts
-    in log p, the middle ones first."""
-    if row["status"] == "ok":
-        return [row["p_star"], row["p_star_lo"], row["p_star_hi"]]
-    if row["status"] == "separated":
-        lo, hi = row["p_star_lo"], row["p_star_hi"]
-    else:
-        fraction = cells["n_generalized"] / cells["n"]
-        above = cells.loc[fraction >= 0.5, "train_fraction"]
-        below = cells.loc[fraction < 0.5, "train_fraction"]
-        if above.empty or below.empty or below[below < above.min()].empty:
-            return []  # no transition inside the bounds: nothing to refine
-        lo, hi = below[below < above.min()].max(), above.min()
-    cuts = sorted(range(1, count + 1), key=lambda k: (abs(2 * k - count - 1), k))
-    return [float(lo * (hi / lo) ** (k / (count + 1))) for k in cuts]
-
-
-def next_round(search: Search, conditions: list, finished: pd.DataFrame, tried: list[set],
-               round_number: int) -> tuple[list[tuple[int, object]], list[dict]]:
-    """The next round's (condition index, config) pairs, and per condition its boundary now.
-
-    ``conditions`` are the configs of the grid without the searched field and seed, in plan
-    order; ``finished`` is the runs table of every earlier round with a ``search_condition``
-    column (the index of each run's condition); ``tried[i]`` the field values condition i has.
-    """
-    from grokjax import fit  # the analysis side; imported only when a search runs
-
-    if round_number > search.max_rounds:
-        return [], []
-    lattice = search.lattice()
-    open_conditions = []
-    status = []
-    for index, condition in enumerate(conditions):
-        mine = finished[finished["search_condition"] == index]
-        boundary = fit.generalization_boundary(mine, n_boot=BOOTSTRAP, seed=index)
-        row = boundary.table.iloc[0]
-        width = row["p_star_hi"] - row["p_star_lo"]
-        status.append({"condition": index, "status": row["status"], "p_star": row["p_star"],
-                       "ci_width": width})
-        if search.ci_width is not None and np.isfinite(width) and width <= search.ci_width:
-            continue
-        picks = []
-        candidates = _candidates(row, boundary.detail, search.new_points)
-        # Only values inside the interval (or bracket) the candidates span: once its
-        # neighbours on the lattice are all tried, the condition is resolved at that resolution.
-        span = sorted(_fraction_to_index(search, condition, f)
-                      for f in (min(candidates, default=0), max(candidates, default=0)))
-        for fraction in candidates:
-            target = _fraction_to_index(search, condition, fraction)
-            # the nearest untried lattice index (ties to the lower), never a value tried
-            for index_ in sorted(range(len(lattice)), key=lambda i: (abs(i - target), i)):
-                value = lattice[index_]
-                if not span[0] - 1 < index_ < span[-1] + 1:
-                    break
-                if float(value) not in tried[index] and value not in picks:
-                    picks.append(value)
-                    break
-            if len(picks) == search.new_points:
-                break
-        if picks:
-            open_conditions.append((width if np.isfinite(width) else math.inf, index, picks))
-    # The widest intervals first, so a run budget goes where the answer is least known.
-    open_conditions.sort(key=lambda item: (-item[0], item[1]))
-    configs = []
-    runs, run_steps = len(finished), int(finished["steps_trained"].sum())
-    for _, index, picks in open_conditions:
-        batch = runs_at(search, conditions[index], picks)
-        runs += len(batch)
-        run_steps += sum(config.steps for config in batch)
-        if (search.max_runs is not None and runs > search.max_runs
-                or search.max_run_steps is not None and run_steps > search.max_run_steps):
-            break
-        configs += [(index, config) for config in batch]
-    return configs, status
+    return 1.0 - dataset.critical_ratio_test_size(order, value, config.critical_ratio_multiplier)

@@ -35,8 +35,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from grokjax import config, data, groups, search, stop
-from grokjax.config import FIELDS, SPLIT_FIELDS, RunConfig
+from grokjax import config, search, stop
+from grokjax.config import FIELDS, RunConfig
+from grokjax.errors import SpecError
 
 try:
     import tomllib
@@ -55,18 +56,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9.,_-]")
 MAX_LABEL_CHARS = 80  # a longer override label in an output name becomes a hash
 OVERRIDES_HEADER = "# --- overrides (--set/--grid or overrides=), applied after the scale ---"
-
-
-class SpecError(ValueError):
-    """A sweep file that cannot run; the message lists every problem found."""
-
-    def __init__(self, problems: list[str], source: str = "sweep"):
-        self.problems = problems
-        if len(problems) == 1:  # one line, for a shell or a log
-            super().__init__(f"{source}: {problems[0]}")
-        else:
-            super().__init__(f"{source}: {len(problems)} problem(s):\n" +
-                             "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclass(frozen=True)
@@ -246,44 +235,6 @@ def _field_problems(fixed: dict, grids: list[dict], where: str) -> tuple[list[st
     return list(dict.fromkeys(problems)), fixed, normalised
 
 
-def _run_problems(run: RunConfig) -> list[str]:
-    """Checks that involve several fields of one run."""
-    problems = []
-    given = [k for k in SPLIT_FIELDS if getattr(run, k) is not None]
-    if len(given) > 1:
-        problems.append(f"set only one of {', '.join(SPLIT_FIELDS)}; got {', '.join(given)}")
-    if run.steps % run.eval_every:
-        problems.append(f"steps = {run.steps} must be a multiple of eval_every = "
-                        f"{run.eval_every}")
-    if run.complex_weights and (run.activation != "sqr" or run.optimizer.startswith("muon")
-                                or run.ridge_lambda is not None or run.other_layers):
-        problems.append("complex_weights needs activation = 'sqr' (σ(z) = z²), a non-muon "
-                        "optimizer, no ridge_lambda and other_layers = 0")
-    if run.imag_init_scale and not run.complex_weights:
-        problems.append("imag_init_scale needs complex_weights = true")
-    if run.first_layer == "pallas" and (run.embed_trainable or run.complex_weights):
-        problems.append("first_layer = 'pallas' fuses one-hot operands with a real W: it needs "
-                        "embed_trainable = false and complex_weights = false")
-    if run.ridge_lambda is not None and run.loss != "mse":
-        problems.append("ridge_lambda (the ridge top layer) needs loss = 'mse', as in the paper's "
-                        f"code; got loss = {run.loss!r}")
-    if not problems:
-        group = groups.parse_group(run.group)
-        if not group.is_group and run.num_ops != 2:
-            problems.append(f"group {run.group!r} is an expression of x and y, so num_ops must "
-                            f"be 2; got {run.num_ops}")
-        order = group.order
-        rows = order**run.num_ops
-        if rows > config.MAX_TABLE_ROWS:
-            return problems + [f"group {run.group!r} with num_ops = {run.num_ops} has a table of "
-                               f"{rows} rows, above the limit {config.MAX_TABLE_ROWS}"]
-        n_train, n_test = data.split_sizes(rows, run.resolved_test_size(order))
-        if n_train < 1 or n_test < 1:
-            problems.append(f"group {run.group!r} with this split leaves n_train = {n_train}, "
-                            f"n_test = {n_test}; both must be >= 1 (change the split)")
-    return problems
-
-
 def _grids(raw) -> list[dict]:
     """A ``grid`` table or a ``[[grid]]`` list of tables, as a list of tables."""
     return [dict(g) for g in raw] if isinstance(raw, list) else [dict(raw)]
@@ -376,7 +327,7 @@ def _build(raw: dict, text: str, scale: str, source: str,
     if boundary_search:  # the runs at both ends of the searched range
         runs = [replace(run, **{boundary_search.field: bound}) for run in runs
                 for bound in boundary_search.bounds]
-    run_problems = {p for run in runs for p in _run_problems(run)}
+    run_problems = {p for run in runs for p in config.run_problems(run)}
     if run_problems:
         raise SpecError(sorted(run_problems), source)
     return spec
@@ -418,6 +369,11 @@ def load(path: str | Path, scale: str = "default",
 
 # ---------------------------------------------------------------------------------------------
 # Writing TOML (sweeps given as dicts, and overrides) and reading command-line values
+#
+# Written here rather than with tomli_w: tomli_w moves every table-valued key (a range form such
+# as seed = {range = [1, 21]}) below the scalar keys as a [grid.seed] sub-table, and key order is
+# meaning here: the order of a grid's axes and of the overrides, hence the runs' order and the
+# output directory's name, must survive the round trip through _sweep.toml.
 
 
 def _toml_key(key: str) -> str:

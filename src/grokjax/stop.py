@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
+from grokjax.schema import METRICS
+
 COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 KEYS = ("when", "hold")
 MAX_HOLD = 10_000_000

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.fs
 import pyarrow.parquet as pq
 
+from grokjax.errors import StorageError
+
 if TYPE_CHECKING:  # fsspec comes with the cloud extra
     from fsspec import AbstractFileSystem
 
@@ -41,10 +43,6 @@ S3_ADVICE = ("check the bucket name and your AWS credentials (AWS_PROFILE, or AW
 ADVICE = {None: "choose a directory you can write", "gs": GCS_ADVICE, "gcs": GCS_ADVICE,
           "s3": S3_ADVICE, "s3a": S3_ADVICE}
 TEMPORARY_SUFFIX = ".tmp"
-
-
-class StorageError(ValueError):
-    """A destination that cannot be used; the message says what to change."""
 
 
 @dataclass(frozen=True, init=False)
@@ -92,6 +90,13 @@ class Location:
         if not self.is_local:
             raise StorageError(f"{self} is not a local path")
         return self.path
+
+    @property
+    def parent(self) -> Location:
+        """The directory holding this path (the prefix above it, on an object store)."""
+        if self.is_local:
+            return Location(os.path.dirname(self.path) or ".")
+        return Location(f"{self.protocol}://{posixpath.dirname(self.path)}")
 
     @property
     def name(self) -> str:
@@ -174,15 +179,6 @@ def _fsync_directory(directory: str) -> None:
 
 def write_text(where: Where, text: str, *, temporary_dir: Where | None = None) -> None:
     write_bytes(where, text.encode(), temporary_dir=temporary_dir)
-
-
-def write_parquet(where: Where, table: pa.Table, *, temporary_dir: Where | None = None) -> None:
-    """One Parquet file, atomically. Serialised in memory first: a part is one chunk's rows
-    (megabytes), an object store needs the whole body for its single upload anyway, and the
-    local and remote paths stay one code path."""
-    buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer)
-    write_bytes(where, buffer.getvalue().to_pybytes(), temporary_dir=temporary_dir)
 
 
 def read_bytes(where: Where) -> bytes:

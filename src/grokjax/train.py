@@ -138,10 +138,6 @@ def over_runs(fn, runs_per_batch: int | None):
     return mapped
 
 
-def default_runs_per_batch(backend: str) -> int | None:
-    return 1 if backend == "cpu" else None
-
-
 def _train_rows_present(split: Split) -> jax.Array:
     """Which of the padded train rows (n_pad,) are real: the first n_train."""
     return jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()

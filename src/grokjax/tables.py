@@ -1,67 +1,114 @@
-"""Parquet tables: schema, run summaries, provenance, reading a sweep back.
-
-A results directory holds three tables, each a directory of part files that pandas, polars and
-duckdb read as one table (the protocol that writes and verifies them is ``grokjax.outdir``):
-
-    runs/      one row per run            pandas.read_parquet("results/<sweep>/runs")
-    curves/    one row per (run, evaluated step)
-    features/  one row per (run, hidden node), sweeps with diagnostics
+"""Finished runs → the rows of the runs, curves and features tables, and their provenance.
 
 Every part of a sweep has the same columns, whatever its buckets mix (absent diagnostics are
-null), so a reader never drops columns. See results/README.md for every column.
+null), so a reader never drops columns; the columns and dtypes are ``grokjax.schema``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import subprocess
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 
-from grokjax import config, outdir, storage
-
-SCHEMA_VERSION = 2
-METADATA_KEY = outdir.METADATA_KEY
-GENERALIZED_TEST_ACC = 0.99  # a run "generalized" when its final test accuracy reaches this
-TEST_ACC_THRESHOLDS = {"050": 0.5, "090": 0.9, "095": 0.95, "099": 0.99}
-METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
-
-RUN_CONFIG_DTYPES = config.COLUMN_DTYPES
-RUN_SUMMARY_DTYPES = {
-    **{f"final_{m}": "float64" for m in METRICS},
-    "best_train_acc": "float64", "best_test_acc": "float64",
-    "min_train_loss": "float64", "min_test_loss": "float64",
-    "step_train_acc_1": "Int64",
-    **{f"step_test_acc_{name}": "Int64" for name in TEST_ACC_THRESHOLDS},
-    "generalized": "bool", "diverged": "bool", "diverged_step": "Int64",
-    "stopped_step": "Int64", "steps_trained": "int64", "wall_seconds": "float64",
-}
-RUNS_DTYPES = {"sweep": "string", "run_id": "string", **RUN_CONFIG_DTYPES,
-               **RUN_SUMMARY_DTYPES, "bucket": "string", "round": "int64"}
-DIAGNOSTIC_SUMMARY_DTYPES = {
-    "step_G_F_peak": "Int64", "step_features_emerged": "Int64",
-    "final_frequency_dominated_fraction": "float64", "frequencies_covered": "Int64",
-    "final_active_node_fraction": "float64", "mean_energy_train": "float64",
-}
-CURVES_DTYPES = {"run_id": "string", "step": "int64", **{m: "float64" for m in METRICS}}
+from grokjax import config
+from grokjax.engine import FinishedRun
+from grokjax.groups import Group
+from grokjax.outdir import Part
+from grokjax.plan import Bucket, PlannedRun
+from grokjax.schema import (
+    CURVES_DTYPES,
+    DIAGNOSTIC_SUMMARY_DTYPES,
+    GENERALIZED_TEST_ACC,
+    METRICS,
+    RUNS_DTYPES,
+    SCHEMA_VERSION,
+    TEST_ACC_THRESHOLDS,
+)
+from grokjax.train import HParams, Split, Task, make_train
 
 
-def run_id(run) -> str:
-    """A stable id: the hash of every config field (a dataclass), independent of grid order.
+@dataclass(frozen=True)
+class Schema:
+    """The columns every part of a sweep shares, whatever its buckets mix."""
 
-    Fields declared later (``in_id_at_default=False``) count only away from their default."""
-    skipped = config.ID_OMITS_DEFAULT
-    text = json.dumps({k: v for k, v in asdict(run).items()
-                       if k not in skipped or v != skipped[k]}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    curve_columns: tuple[str, ...]
+    feature_dtypes: dict[str, str] | None  # None: no features table
+    diagnostics: bool
+
+
+def _abstract(bucket: Bucket):
+    fns = make_train(bucket.static)
+    scalar = jax.ShapeDtypeStruct((), np.float32)
+    hparams = HParams(*(scalar for _ in HParams._fields))
+    state = jax.eval_shape(fns.init, hparams, jax.ShapeDtypeStruct((2,), np.uint32))
+    rows = bucket.table_rows
+    split = Split(jax.ShapeDtypeStruct((bucket.train_rows,), np.int32),
+                  jax.ShapeDtypeStruct((rows,), bool))
+    task = Task(jax.ShapeDtypeStruct((rows, bucket.static.num_ops), np.int32),
+                jax.ShapeDtypeStruct((rows,), np.int32))
+    return fns, (state, hparams, split, task)
+
+
+def schema_of(buckets: list[Bucket]) -> Schema:
+    curves, features = dict.fromkeys(METRICS), {}
+    for bucket in buckets:
+        if not bucket.static.diagnostics:
+            continue
+        fns, args = _abstract(bucket)
+        curves |= dict.fromkeys(jax.eval_shape(fns.evaluate, *args))
+        features |= {name: feature_dtype(np.empty(0, shape.dtype))
+                     for name, shape in jax.eval_shape(fns.features, *args).items()}
+    diagnostics = any(b.static.diagnostics for b in buckets)
+    return Schema(tuple(curves), features if diagnostics else None, diagnostics)
+
+
+def config_columns(runs: list[PlannedRun], group: Group) -> pd.DataFrame:
+    """The config columns of the runs table (``config.COLUMNS``) of runs of ``group``, and each
+    run's round."""
+    return pd.DataFrame([
+        {"run_id": run.run_id, "round": run.round, **config.column_values(
+            run.config, config.Resolved(group, run.test_size, run.n_train, run.n_test))}
+        for run in runs])
+
+
+def part_tables(bucket: Bucket, finished: list[FinishedRun], sweep_name: str, schema: Schema,
+                name: str) -> Part:
+    """The runs, curves and (with diagnostics) features of a batch of finished runs."""
+    planned = [f.run for f in finished]
+    run_ids = [run.run_id for run in planned]
+    steps = np.asarray(padded([f.curves["step"] for f in finished]))
+    steps = np.where(np.isnan(steps), -1, steps).astype(np.int64)
+    last = (steps >= 0).sum(axis=1) - 1
+    curves = {metric: padded([f.curves[metric].astype(np.float64) for f in finished])
+              for metric in finished[0].curves if metric != "step"}
+    for split_name, n in (("train", "n_train"), ("test", "n_test")):
+        sizes = np.asarray([getattr(run, n) for run in planned])[:, None]
+        curves[f"{split_name}_acc"] = exact_accuracy(curves[f"{split_name}_acc"], sizes)
+    features = None
+    if finished[0].features is not None:
+        features = {k: np.stack([f.features[k] for f in finished]) for k in finished[0].features}
+    diverged = np.asarray([f.diverged_step for f in finished])
+    stopped = np.asarray([f.stopped_step for f in finished])
+    summary = summarize(curves, steps, last, diverged, stopped)
+    summary |= diagnostic_summary(curves, steps, last, features)
+    runs = config_columns(planned, bucket.group).assign(
+        **summary, wall_seconds=[f.seconds for f in finished], sweep=sweep_name,
+        bucket=bucket.id)
+    dtypes = RUNS_DTYPES | (DIAGNOSTIC_SUMMARY_DTYPES if schema.diagnostics else {})
+    runs = runs.reindex(columns=list(dtypes)).astype(dtypes)
+    feature_rows = None
+    if schema.feature_dtypes is not None and features is not None:
+        feature_rows = features_frame(run_ids, features, schema.feature_dtypes)
+    return Part(name, runs, curves_frame(run_ids, curves, steps, list(schema.curve_columns)),
+                feature_rows)
 
 
 def exact_accuracy(acc: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -201,8 +248,6 @@ def git_commit(path: Path) -> str:
 
 def provenance(sweep_text: str, scale: str) -> dict[str, object]:
     """What produced a table: versions, hardware, code commit and the sweep file as written."""
-    import jax
-
     device = jax.devices()[0]
     return {
         "schema_version": SCHEMA_VERSION,
@@ -219,25 +264,3 @@ def provenance(sweep_text: str, scale: str) -> dict[str, object]:
         "scale": scale,
         "sweep_toml": sweep_text,
     }
-
-
-def read_runs(directory: storage.Where) -> pd.DataFrame:
-    """A sweep's runs table, from a local path or a gs:// or s3:// URL."""
-    return outdir.read_table(directory, "runs")
-
-
-def read_curves(directory: storage.Where) -> pd.DataFrame:
-    return outdir.read_table(directory, "curves")
-
-
-def read_features(directory: storage.Where) -> pd.DataFrame:
-    return outdir.read_table(directory, "features")
-
-
-def has_table(directory: storage.Where, table: str) -> bool:
-    return bool(outdir.part_names(storage.Location(directory), table))
-
-
-def read_metadata(path: storage.Where) -> dict[str, object]:
-    """The provenance stored in one part file (or the first runs part of a directory)."""
-    return outdir.read_metadata(path)

@@ -1,0 +1,210 @@
+"""The stages of training (memorization, feature emergence, grokking) over the curves, and the
+Fourier spectra of the hidden nodes of a grokked and a memorizing run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from grokjax.analysis.core import (
+    Analysis,
+    FitResult,
+    as_float,
+    condition_labels,
+    precheck,
+    split_usable,
+    varying_config,
+)
+from grokjax.analysis.figures import condition_colors, fit_panels, panels, require
+from grokjax.analysis.markdown import markdown_table
+from grokjax.schema import GROKKED_COLUMN
+
+STAGE_PANELS = (  # (curve quantities drawn together, y label, log y); the last three need
+    (("train_loss", "test_loss"), "loss", True),  # diagnostics
+    (("train_acc", "test_acc"), "accuracy", False),
+    (("G_F_norm",), "‖G_F‖ (backpropagated\ngradient, Eqn 2)", True),
+    (("FtF_off_diag_ratio",), "F̃ᵀF̃ off-diagonal /\ndiagonal (Lemma 1)", False),
+    (("frequency_dominated_fraction",), "frequency-dominated\nfraction of nodes", False),
+)
+STAGE_METRICS = tuple(metric for metrics, _, _ in STAGE_PANELS for metric in metrics)
+# Runs-table columns giving each stage's step per run: memorized (train accuracy 1), features
+# emerged (half the active nodes frequency-dominated, diagnostics on Z_M), grokked.
+STAGE_STEPS = {"memorized": "step_train_acc_1", "features emerged": "step_features_emerged",
+               "grokked": GROKKED_COLUMN}
+STAGE_LINESTYLES = {"memorized": ":", "features emerged": "-.", "grokked": "--"}
+
+
+def stages(runs: pd.DataFrame, curves: pd.DataFrame | None) -> FitResult:
+    """Per condition: the median and inter-quartile range over seeds of every curve quantity at
+    every evaluated step (``detail``, long format), and the median step of each stage
+    (``table``; a run that never got there counts as later than any, so the median is NaN
+    when half the seeds or more never did)."""
+    name = "stages"
+    if curves is None or curves.empty:
+        return FitResult(name, "unsupported", "needs the curves table")
+    early = precheck(name, runs, ("run_id",))
+    if early:
+        return early
+    usable, excluded = split_usable(runs)
+    conditions = varying_config(usable)
+    metrics = [m for m in STAGE_METRICS if m in curves]
+    joined = curves[["run_id", "step", *metrics]].merge(
+        usable[["run_id", *conditions]], on="run_id", how="inner")
+    if joined.empty:
+        return FitResult(name, "insufficient", "no curve matches a usable run", excluded=excluded)
+    long = joined.melt(id_vars=[*conditions, "run_id", "step"], value_vars=metrics,
+                       var_name="metric")
+    quantiles = (long.groupby([*conditions, "metric", "step"], dropna=False, sort=True)["value"]
+                 .quantile([0.25, 0.5, 0.75]).unstack())
+    detail = (quantiles.set_axis(["q25", "median", "q75"], axis=1).reset_index()
+              .assign(condition=lambda t: condition_labels(t, conditions)))
+    present = {stage: column for stage, column in STAGE_STEPS.items() if column in usable}
+    steps = usable.assign(**{stage: np.nan_to_num(as_float(usable[column]), nan=np.inf)
+                             for stage, column in present.items()})
+    table = (steps.groupby(conditions, dropna=False, sort=True) if conditions
+             else steps.groupby(lambda _: "all"))
+    table = table.agg(n_runs=("run_id", "size"),
+                      **{f"{stage} step": (stage, "median") for stage in present},
+                      **{f"{stage} runs": (stage, lambda s: int(np.isfinite(s).sum()))
+                         for stage in present})
+    table = table.replace(np.inf, np.nan).reset_index(drop=not conditions)
+    table = table.assign(condition=condition_labels(table, conditions), status="ok",
+                         message="")
+    method = ("median and inter-quartile range over seeds at each evaluated step; stage steps:"
+              " medians over seeds of " + ", ".join(f"{stage} = {column}"
+                                                   for stage, column in present.items()))
+    return FitResult(name, "ok", "", table, detail, int(table["n_runs"].sum()), excluded,
+                     method)
+
+
+def node_spectra(runs: pd.DataFrame, features: pd.DataFrame | None) -> FitResult:
+    """A grokked run and a memorizing one (train accuracy 1, not generalized) with their active
+    hidden nodes' Fourier power (features table, Z_M with diagnostics): ``table`` holds the two
+    runs, ``detail`` their nodes."""
+    name = "node_spectra"
+    if features is None or "power_01" not in features:
+        return FitResult(name, "unsupported", "needs the features table with power spectra"
+                                              " (diagnostics = true on Z_M)")
+    usable, excluded = split_usable(runs)
+    examples = []
+    for title, chosen in (("grokked", usable[usable["generalized"]]),
+                          ("memorized", usable[~usable["generalized"]
+                                               & (usable["final_train_acc"] >= 1.0)])):
+        if len(chosen):
+            examples.append(chosen.sort_values("run_id").iloc[[0]].assign(example=title))
+    if not examples:
+        return FitResult(name, "insufficient", "no generalized or memorizing run to show",
+                         excluded=excluded)
+    table = pd.concat(examples, ignore_index=True)
+    nodes = features[features["run_id"].isin(table["run_id"]) & features["active"]]
+    return FitResult(name, "ok", "", table, nodes, len(table), excluded,
+                     "the first run (by run_id) of each kind; active nodes only")
+
+
+def _stage_legend_text(row: pd.Series, stages: list[str]) -> str:
+    counts = ", ".join(f"{stage} {int(row[f'{stage} runs'])}/{int(row['n_runs'])}"
+                       for stage in stages)
+    return f"{row['condition'] or 'all runs'} ({counts})"
+
+
+def plot_stages(result: FitResult) -> Figure:
+    """Li₂'s stages over training, per condition (colour): median (line) and inter-quartile
+    band over seeds of loss, accuracy and, with diagnostics, ‖G_F‖, the off-diagonal ratio of
+    F̃ᵀF̃ and the frequency-dominated fraction, on one symlog step axis that shows step 0; the
+    median step at which each stage is reached is marked in the condition's colour."""
+    table, labels = fit_panels(result, "stages")
+    quantiles = result.detail
+    colors = condition_colors(labels)
+    panels = [panel for panel in STAGE_PANELS if set(panel[0]) & set(quantiles["metric"])]
+    stages = [stage for stage in STAGE_STEPS if f"{stage} step" in table]
+    figure = Figure(figsize=(9.5, 2.3 * len(panels) + 1.2), layout="constrained")
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    first_step = quantiles.loc[quantiles["step"] > 0, "step"].min()
+    for ax, (metrics, ylabel, log_y) in zip(axes, panels, strict=True):
+        for label in labels:
+            for metric in metrics:
+                line = quantiles[(quantiles["condition"] == label)
+                                 & (quantiles["metric"] == metric)]
+                style = "--" if metric.startswith("train") else "-"
+                ax.plot(line["step"], line["median"], color=colors[label], ls=style, lw=1.6)
+                ax.fill_between(line["step"], line["q25"], line["q75"], color=colors[label],
+                                alpha=0.15, lw=0)
+            row = table[table["condition"] == label].iloc[0]
+            for stage in stages:
+                if np.isfinite(row[f"{stage} step"]):
+                    ax.axvline(row[f"{stage} step"], color=colors[label],
+                               ls=STAGE_LINESTYLES[stage], lw=1.0, alpha=0.8)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        if log_y:
+            ax.set_yscale("log")
+    axes[-1].set_xscale("symlog", linthresh=first_step, linscale=0.5)
+    axes[-1].set_xlim(0, quantiles["step"].max())
+    axes[-1].set_xlabel(f"training step (linear up to {first_step:g}, log beyond)")
+    conditions = [Line2D([], [], color=colors[label], lw=2,
+                         label=_stage_legend_text(table[table["condition"] == label].iloc[0],
+                                                  stages)) for label in labels]
+    keys = ([Line2D([], [], color="black", ls="--", label="train (median, IQR band)"),
+             Line2D([], [], color="black", ls="-", label="test (median, IQR band)")]
+            + [Line2D([], [], color="grey", ls=STAGE_LINESTYLES[stage],
+                      label=f"median step {stage}") for stage in stages])
+    axes[0].legend(handles=conditions, loc="lower left", fontsize=7,
+                   title="condition (runs reaching each stage)", title_fontsize=7)
+    axes[1].legend(handles=keys, loc="center right", fontsize=7)
+    diagnostics = len(panels) > 2
+    figure.suptitle("The Li₂ stages: memorization, feature emergence, grokking" if diagnostics
+                    else "Grokking curves: loss and accuracy over training")
+    return figure
+
+
+def plot_node_spectra(spectra: FitResult) -> Figure:
+    """Per-node Fourier power of W: one heat map per example run, active nodes as rows sorted
+    by dominant frequency, power shares as colour."""
+    examples = require(spectra, "node-spectra").table
+    power_columns = sorted(c for c in spectra.detail if c.startswith("power_") and c != "power_00")
+    figure, axes = panels([f"{title} run" for title in examples["example"]], width=5.0,
+                           height=5.6)
+    image = None
+    for ax, run in zip(axes, examples.itertuples(index=False), strict=True):
+        nodes = spectra.detail[spectra.detail["run_id"] == run.run_id]
+        nodes = nodes.sort_values(["dominant_frequency", "dominant_power_fraction"])
+        power = nodes[power_columns].to_numpy()
+        share = power / power.sum(axis=1, keepdims=True)
+        ax.grid(False)
+        image = ax.imshow(share, aspect="auto", interpolation="nearest", cmap="viridis",
+                          vmin=0, vmax=1, extent=(0.5, len(power_columns) + 0.5, len(nodes), 0))
+        ax.set_xlabel("frequency k (pooled with M − k)")
+        ax.set_ylabel("active hidden node (sorted by dominant frequency)")
+        ax.set_title(f"{run.example}: wd={run.weight_decay:g}, seed {run.seed}, "
+                     f"test acc {run.final_test_acc:.2f}\n{len(nodes)} active nodes, "
+                     f"{run.final_frequency_dominated_fraction:.0%} frequency-dominated")
+    figure.colorbar(image, ax=list(axes), label="share of the node's non-constant power")
+    figure.suptitle(f"Hidden-node spectra on {examples['group_name'].iloc[0]}, "
+                    f"K = {examples['K'].iloc[0]}")
+    return figure
+
+
+def stages_section(result: FitResult, level: float) -> list[str]:
+    columns = {"condition": "condition", "n_runs": "runs"}
+    for stage, column in STAGE_STEPS.items():
+        columns |= {f"{stage} step": f"median step {stage} ({column})",
+                    f"{stage} runs": f"runs {stage}"}
+    return ["Median step over seeds at which each stage is reached (— when half the seeds or"
+            " more never reach it):", "", markdown_table(result.table, columns)]
+
+
+def spectra_section(result: FitResult, level: float) -> list[str]:
+    return ["Fourier power of each active hidden node's weights (features table): a grokked"
+            " network's nodes each carry one frequency; a memorizing network's are spread."]
+
+
+ANALYSES = (
+    Analysis("stages", "Stages of training: memorization, feature emergence, grokking",
+             lambda i: stages(i.runs, i.curves), stages_section,
+             {"stages": lambda r, _: plot_stages(r)}, tables=("curves",)),
+    Analysis("node_spectra", "Hidden-node spectra",
+             lambda i: node_spectra(i.runs, i.features), spectra_section,
+             {"node_spectra": lambda r, _: plot_node_spectra(r)}, tables=("features",)),
+)

@@ -1,0 +1,158 @@
+"""What the processes of a sweep tell each other through its results directory: each process's
+status (``_process-<i>.json``), waiting for every run to be in, and the manifest.
+
+Several processes (hosts of a TPU VM pod slice, or local test processes) share nothing but the
+results directory: each reports in its status file and process 0 waits for all of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+
+import jax
+
+from grokjax import outdir
+from grokjax.errors import SweepIncomplete
+from grokjax.storage import Location
+
+# A process that finishes early waits at jax.distributed's shutdown barrier for all the others,
+# and process 0 finishes last (it waits for every part); JAX's default 5 minutes there would
+# abort the whole job, so allow a week.
+SHUTDOWN_TIMEOUT_SECONDS = 7 * 24 * 3600
+# Process 0 gives up on the other processes after this long without a new part (or 3 times its
+# own slowest bucket, if longer), or when a status file is still absent this long after it began
+# waiting: every process writes its status before training, so the directory is not shared.
+MIN_STALL_SECONDS = 600
+START_GRACE_SECONDS = 120
+
+
+@dataclass
+class SweepReport:
+    """What one process did; its ``stats`` are its ``_process-<i>.json``."""
+
+    out_dir: Location
+    process: int = 0
+    devices: int = 1
+    runs: int = 0  # this process's share, every round so far
+    runs_skipped: int = 0  # found on disk, verified, from an earlier invocation
+    runs_trained: int = 0
+    runs_stopped: int = 0  # ended early by the stop rule
+    runs_generalized: int = 0  # of those trained now
+    rounds: int = 0
+    compile_seconds: dict[str, float] = field(default_factory=dict)
+    memory_per_run_mib: dict[str, float] = field(default_factory=dict)  # XLA's, vmapped slots
+    train_seconds: float = 0.0
+    run_steps: int = 0  # executed by this invocation
+    slowest_bucket_seconds: float = 0.0
+
+    @property
+    def run_steps_per_second(self) -> float:
+        return self.run_steps / self.train_seconds if self.train_seconds else float("nan")
+
+    def stats(self, status: str, error: str | None = None) -> dict[str, object]:
+        rate = self.run_steps_per_second
+        return {
+            "process": self.process, "status": status, "error": error, "host": platform.node(),
+            "devices": self.devices, "runs": self.runs, "runs_skipped": self.runs_skipped,
+            "runs_trained": self.runs_trained, "runs_stopped": self.runs_stopped,
+            "rounds": self.rounds, "compile_seconds": self.compile_seconds,
+            "memory_per_run_mib": self.memory_per_run_mib,
+            "train_seconds": self.train_seconds, "run_steps": self.run_steps,
+            "run_steps_per_second": None if math.isnan(rate) else rate,
+        }
+
+
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Join a multi-process job; call before any other JAX call.
+
+    With no arguments JAX finds its peers on a TPU VM pod slice (and under Slurm or Open MPI);
+    elsewhere pass all three, e.g. ("127.0.0.1:8476", 2, 0) and ("127.0.0.1:8476", 2, 1).
+    """
+    options = {}
+    if "shutdown_timeout_seconds" in inspect.signature(jax.distributed.initialize).parameters:
+        options["shutdown_timeout_seconds"] = SHUTDOWN_TIMEOUT_SECONDS  # older JAX lacks it
+    jax.distributed.initialize(coordinator, num_processes, process_id, **options)
+
+
+def _read_status(out_dir: Location, process: int) -> dict | None:
+    return outdir.read_json(out_dir / outdir.PROCESS_FILE.format(process))
+
+
+def wait_for_runs(out_dir: Location, identity: str, run_ids: set[str], processes: int,
+                  stall_seconds: float, final: bool = False,
+                  start_grace_seconds: float = START_GRACE_SECONDS,
+                  poll_seconds: float = 1.0) -> list[dict]:
+    """Until every run of ``run_ids`` is in a runs part (and, if ``final``, every process is
+    done): every process's status.
+
+    Nothing but the shared directory connects the processes. Raises SweepIncomplete when a
+    process failed, when nothing new arrived for ``stall_seconds``, or when a process's status
+    file is still absent after ``start_grace_seconds`` (the directory is not shared).
+    """
+    started = changed = time.monotonic()
+    index = outdir.RunIndex(out_dir, identity)
+    seen = None
+    while True:
+        missing = run_ids - index.scan()
+        statuses = [_read_status(out_dir, i) for i in range(processes)]
+        done = [s for s in statuses if s and s.get("status") == "done"]
+        if not missing and (not final or len(done) == processes):
+            return statuses
+        now = time.monotonic()
+        settled = now - started > start_grace_seconds
+        failed = [s for s in statuses if s and s.get("status") in ("failed", "interrupted")]
+        if failed and settled:
+            raise SweepIncomplete(f"process {failed[0]['process']} {failed[0]['status']}: "
+                                  f"{failed[0]['error']}; run the same command again to finish "
+                                  "the missing runs")
+        absent = [i for i, s in enumerate(statuses) if s is None]
+        if absent and settled:
+            raise SweepIncomplete(
+                f"process 0 does not see the status file of process(es) {absent} in {out_dir}: "
+                "the processes do not share this directory, so each host holds its own parts "
+                f"and no {outdir.MANIFEST_FILE} is written. Copy every host's part files into "
+                "one directory to read them as one table")
+        if (len(missing), len(done)) != seen:
+            seen, changed = (len(missing), len(done)), now
+        elif now - changed > stall_seconds:
+            waiting = [i for i, s in enumerate(statuses) if not s or s.get("status") != "done"]
+            raise SweepIncomplete(
+                f"{len(missing)} of {len(run_ids)} runs are not in {out_dir} and nothing new "
+                f"arrived for {stall_seconds:.0f}s (process(es) {waiting} not done); "
+                f"{outdir.MANIFEST_FILE} is not written. Run the same command again to finish "
+                "them")
+        time.sleep(poll_seconds)
+
+
+def write_manifest(out_dir: Location, identity: str, metadata: dict, memory_budget: int,
+                   statuses: list[dict]) -> None:
+    """Once every process is done: verify every part (setting aside any that fails), then
+    record the sweep's parts, processes and what its stop rules and search saved."""
+    verified = outdir.verify(out_dir, identity, quarantine_all=True)
+    if verified.damaged:
+        raise SweepIncomplete(f"{len(verified.damaged)} part(s) in {out_dir} failed "
+                              "verification and were set aside; run the same command again "
+                              "to train their runs")
+    runs = outdir.read_table(out_dir, "runs")
+    rates = [s["run_steps_per_second"] for s in statuses if s.get("run_steps_per_second")]
+    manifest = {
+        "identity": identity,
+        "provenance": {k: v for k, v in metadata.items() if k != "sweep_toml"},
+        "memory_budget": memory_budget,
+        "run_steps_per_second": sum(rates) if rates else None,  # all processes together
+        "runs": len(runs),
+        "rounds": int(runs["round"].max()),
+        "runs_stopped_early": int(runs["stopped_step"].notna().sum()),
+        "runs_diverged": int(runs["diverged"].sum()),
+        "run_steps_planned": int(runs["steps"].sum()),
+        "run_steps_executed": int(runs["steps_trained"].sum()),
+        "processes": statuses,
+        "parts": verified.parts,
+    }
+    outdir.write_json(out_dir, out_dir / outdir.MANIFEST_FILE, manifest)
+    outdir.remove_temporaries(out_dir)
