@@ -23,7 +23,7 @@ from grokjax.analysis.core import (
     with_wilson,
 )
 from grokjax.analysis.figures import fit_panels, fixed_ticks, interval_text, law_fit_row, panels
-from grokjax.analysis.markdown import interval_column, markdown_table
+from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GENERALIZED_TEXT
 
 REFERENCE_C = 2.7482  # critical_ratio_multiplier in the paper's code: p* = 2.7482 ln M / M
@@ -322,13 +322,11 @@ def plot_phase_diagram(boundary: FitResult, law: FitResult | None) -> Figure:
 
 
 def boundary_section(result: FitResult, level: float) -> list[str]:
-    table = result.table.assign(
-        p_star_ci=lambda t: interval_column(t, "p_star", "p_star_lo", "p_star_hi"))
-    return [markdown_table(table, {
+    return [markdown_table(result.table, {
         "condition": "condition", "group": "group", "group_name": "name", "M": "M",
         "n_runs": "runs", "n_p": "p values", "min_seeds": "min seeds/cell",
-        "p_star_ci": f"p* [{level:.0%} CI]", "width": "logistic width (log p)",
-        "status": "status", "message": "note"})]
+        "p_star": f"p* [{level:.0%} CI]", "width": "logistic width (log p)",
+        "status": "status", "message": "note"}, intervals=("p_star",))]
 
 
 def law_section(result: FitResult, level: float) -> list[str]:

@@ -18,7 +18,7 @@ from grokjax.analysis.core import (
     precheck,
 )
 from grokjax.analysis.figures import fit_panels, fixed_ticks, interval_text, panels
-from grokjax.analysis.markdown import interval_column, markdown_table
+from grokjax.analysis.markdown import markdown_table
 
 # Theorem 4: n ≳ d_k² M log M; the paper's code scales its critical ratio by d_k/2 instead.
 THEOREM_DK_EXPONENT, CODE_DK_EXPONENT = 2.0, 1.0
@@ -153,12 +153,11 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
 
 
 def irrep_section(result: FitResult, level: float) -> list[str]:
-    groups = result.detail.assign(c_ci=lambda t: interval_column(t, "c", "c_lo", "c_hi"))
-    lines = [markdown_table(groups, {
+    lines = [markdown_table(result.detail, {
         "condition": "condition", "group": "group", "M": "M", "d_k": "d_k",
-        "c_ci": f"c = p*·M/ln M [{level:.0%} CI]", "c_bound": "c lower bound (never generalized)",
+        "c": f"c = p*·M/ln M [{level:.0%} CI]", "c_bound": "c lower bound (never generalized)",
         "contradicts_theorem": "contradicts d_k²", "contradicts_code": "contradicts d_k",
-        "status": "boundary status"}), ""]
+        "status": "boundary status"}, intervals=("c",)), ""]
     for row in result.table.itertuples(index=False):
         heading = f"**{row.condition}**: " if row.condition else ""
         if row.status != "ok":

@@ -16,7 +16,7 @@ from grokjax.analysis.core import (
     with_wilson,
 )
 from grokjax.analysis.figures import fit_panels, panels
-from grokjax.analysis.markdown import interval_column, markdown_table
+from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GENERALIZED_TEXT
 
 
@@ -60,11 +60,10 @@ def plot_lr_effect(lr: FitResult) -> Figure:
 
 
 def lr_section(result: FitResult, level: float) -> list[str]:
-    table = result.table.assign(
-        fraction_ci=lambda t: interval_column(t, "fraction", "fraction_lo", "fraction_hi"))
-    return [markdown_table(table, {
+    return [markdown_table(result.table, {
         "condition": "condition", "train_fraction": "train fraction", "lr": "lr", "n": "runs",
-        "n_generalized": "generalized", "fraction_ci": f"fraction [{level:.0%} Wilson CI]"})]
+        "n_generalized": "generalized", "fraction": f"fraction [{level:.0%} Wilson CI]"},
+        intervals=("fraction",))]
 
 
 ANALYSES = (

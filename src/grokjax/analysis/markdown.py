@@ -18,9 +18,13 @@ def _blank(column: pd.Series) -> bool:
     return bool(column.isna().all() or (column.astype(str) == "").all())
 
 
-def markdown_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
+def markdown_table(frame: pd.DataFrame, columns: dict[str, str],
+                   intervals: tuple[str, ...] = ()) -> str:
     """A Markdown table of ``frame``'s columns (source name → header); columns that are absent
-    or blank in every row (no condition varies, no notes) are left out."""
+    or blank in every row (no condition varies, no notes) are left out. A column named in
+    ``intervals`` shows as "value [lo, hi]" from its ``<name>_lo`` and ``<name>_hi`` columns."""
+    frame = frame.assign(**{name: interval_column(frame, name, f"{name}_lo", f"{name}_hi")
+                            for name in intervals})
     present = {c: header for c, header in columns.items() if c in frame and not _blank(frame[c])}
     if frame.empty or not present:
         return "_(no rows)_"

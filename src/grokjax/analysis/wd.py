@@ -22,7 +22,7 @@ from grokjax.analysis.core import (
     varying_config,
 )
 from grokjax.analysis.figures import PlotSkipped, fit_panels, fixed_ticks, interval_text
-from grokjax.analysis.markdown import interval_column, markdown_table
+from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GROKKED_COLUMN, GROKKED_TEXT
 
 PREDICTED_WD_SLOPE = -1.0  # t_grok ~ 1/η
@@ -171,17 +171,14 @@ def plot_wd_speed(wd: FitResult) -> Figure:
 
 
 def wd_section(result: FitResult, level: float) -> list[str]:
-    table = result.table.assign(b_ci=lambda t: interval_column(t, "b", "b_lo", "b_hi"))
-    per_eta = result.detail.assign(
-        fraction_ci=lambda t: interval_column(t, "fraction", "fraction_lo", "fraction_hi"))
-    return [markdown_table(table, {
+    return [markdown_table(result.table, {
         "condition": "condition", "n_runs": "grokked runs (η > 0)", "n_eta": "η values",
-        "b_ci": f"b [{level:.0%} CI]", "b_predicted": "predicted b", "status": "status",
-        "message": "note"}), "", "Per weight decay:", "",
-        markdown_table(per_eta, {
+        "b": f"b [{level:.0%} CI]", "b_predicted": "predicted b", "status": "status",
+        "message": "note"}, intervals=("b",)), "", "Per weight decay:", "",
+        markdown_table(result.detail, {
             "condition": "condition", "eta": "η", "n": "runs", "n_grokked": "grokked",
-            "fraction_ci": f"fraction grokked [{level:.0%} Wilson CI]",
-            "t_grok_median": "median t_grok (grokked)"})]
+            "fraction": f"fraction grokked [{level:.0%} Wilson CI]",
+            "t_grok_median": "median t_grok (grokked)"}, intervals=("fraction",))]
 
 
 ANALYSES = (

@@ -17,7 +17,7 @@ from grokjax.analysis.core import (
     varying_config,
 )
 from grokjax.analysis.figures import PlotSkipped, fit_panels, interval_text, panels
-from grokjax.analysis.markdown import interval_column, markdown_table
+from grokjax.analysis.markdown import markdown_table
 
 
 def _smallest_k(per_k: pd.DataFrame, satisfied: pd.Series) -> float:
@@ -103,15 +103,13 @@ def plot_memorization_width(mem: FitResult) -> Figure:
 
 
 def width_section(result: FitResult, level: float) -> list[str]:
-    fits = result.table.assign(
-        slope_ci=lambda t: interval_column(t, "slope", "slope_lo", "slope_hi"))
     return [markdown_table(result.detail, {
         "condition": "condition", "n_train": "n_train", "M": "M", "n_runs": "runs",
         "K_min_tried": "smallest K", "K_mem": "K_mem", "K_gen": "K_gen",
         "K_predicted": "2M − 2"}), "", "Power law K_mem ∝ n_train^slope:", "",
-        markdown_table(fits, {
-            "condition": "condition", "n_points": "points", "slope_ci": f"slope [{level:.0%} CI]",
-            "status": "status", "message": "note"})]
+        markdown_table(result.table, {
+            "condition": "condition", "n_points": "points", "slope": f"slope [{level:.0%} CI]",
+            "status": "status", "message": "note"}, intervals=("slope",))]
 
 
 ANALYSES = (
