@@ -1,4 +1,6 @@
-"""Group families: axioms, irrep degrees, spec parsing and the expression whitelist."""
+"""Group families: axioms, irrep degrees, spec parsing and the expression whitelist.
+
+Character tables and irrep types: test_irreps.py."""
 
 from __future__ import annotations
 
@@ -264,8 +266,8 @@ def test_cyclic_specs_unchanged():
 
 def test_group_keeps_its_positional_construction_and_cache():
     table = np.zeros((1, 1), dtype=np.int32)
-    group = groups.Group("1", "trivial", 1, table, np.zeros(1, np.int32), True, (1,))
-    assert group.is_group and group.max_irrep_degree == 1
+    group = groups.Group("1", "trivial", 1, table, np.zeros(1, np.int32), True)
+    assert group.is_group and group.max_irrep_degree == 1 and group.irrep_degrees == (1,)
     assert parse_group("dihedral14") is parse_group("dihedral14")
     assert parse_group("s4").irrep_degrees == parse_group("S4").irrep_degrees
 

@@ -20,8 +20,9 @@ A group spec is a string (spaces between tokens are optional; family words are c
   ** with a constant exponent 0..16; it is parsed with ``ast``, never evaluated as Python.
 
 Outside the cyclic families, elements are numbered by the constructions below and the dataset
-enumerates them in index order. Every group table is checked (``check_group``) when it is built,
-and its irrep degrees are computed from the table itself (``irrep_degrees``).
+enumerates them in index order. Every group table is checked (``check_group``) when it is built;
+its character table, irrep degrees and irrep facts (``irreps``) are computed from the table itself
+on first use, once per Group (``parse_group`` returns the same Group for the same spec).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ import math
 import operator
 import re
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 
 import numpy as np
+
+from grokjax import irreps
 
 
 class GroupError(ValueError):
@@ -51,8 +54,26 @@ class Group:
     # (itertools.product over components, component 0 outermost), as flat indices.
     enumeration: np.ndarray  # (order,) int32
     abelian: bool
-    irrep_degrees: tuple[int, ...]  # complex irreducible representations, with multiplicity 1 each
     is_group: bool = True  # False for "expr:" tables, which have no irreps
+
+    @cached_property
+    def characters(self) -> irreps.CharacterTable:
+        """The checked complex character table (seconds for the largest groups: irreps.py)."""
+        if not self.is_group:
+            raise GroupError(f"{self.spec!r} is not a group: it has no characters")
+        return irreps.character_table(self.table)
+
+    @cached_property
+    def irrep_facts(self) -> irreps.IrrepFacts:
+        """Types, real dimensions, Theorem 3's width and a one-line description of the irreps."""
+        if self.is_group and self.abelian:  # closed form, no table needed
+            return irreps.abelian_facts(self.table)
+        return irreps.facts(self.characters)
+
+    @cached_property
+    def irrep_degrees(self) -> tuple[int, ...]:
+        """Degrees of the complex irreps, ascending; () for a table that is not a group."""
+        return tuple(irrep.degree for irrep in self.irrep_facts.irreps) if self.is_group else ()
 
     @property
     def max_irrep_degree(self) -> int:
@@ -107,7 +128,7 @@ def cyclic_product(orders: tuple[int, ...], spec: str) -> Group:
         [np.dot(c, radix) for c in itertools.product(*(range(o) for o in orders))], dtype=np.int32
     )
     name = " x ".join(f"Z_{o}" for o in orders)
-    return Group(spec, name, order, table, enumeration, True, (1,) * order)
+    return Group(spec, name, order, table, enumeration, True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,53 +201,6 @@ def check_group(table: np.ndarray) -> None:
         raise GroupError("table is not associative")
 
 
-def conjugacy_classes(table: np.ndarray) -> np.ndarray:
-    """Class label of each element, labels 0..k-1 numbered by each class's smallest element."""
-    identity = identity_of(table)
-    conjugates = table[table, inverses(table, identity)[:, None]]  # [x, g] = x·g·x^-1
-    _, labels = np.unique(conjugates.min(axis=0), return_inverse=True)
-    return labels.reshape(-1)
-
-
-def _degrees_from_class_algebra(table: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Dixon's method: the central characters ω_i = |C_i| χ(g_i)/χ(1) are the common eigenvectors
-    of the class-multiplication matrices (M_i)_{jl} = #{x ∈ C_i, y ∈ C_j : x·y = z_l}; one random
-    combination Σ c_i M_i separates them. Then χ(1)² = |G| / Σ_i |ω_i|²/|C_i|."""
-    order = len(table)
-    sizes = np.bincount(labels)
-    num_classes = len(sizes)
-    reps = np.unique(labels, return_index=True)[1]  # one element z_l of each class
-    identity = identity_of(table)
-    weights = np.random.default_rng(seed).standard_normal(num_classes)
-    # For z_l and every x, y = x^-1·z_l is the unique partner with x·y = z_l.
-    partners = labels[table[inverses(table, identity)[:, None], reps[None, :]]]  # (order, k)
-    combination = np.zeros((num_classes, num_classes))
-    np.add.at(
-        combination,
-        (partners, np.broadcast_to(np.arange(num_classes), partners.shape)),
-        np.broadcast_to(weights[labels][:, None], partners.shape),
-    )
-    _, vectors = np.linalg.eig(combination)
-    omegas = vectors / vectors[labels[identity]]  # ω(identity class) = 1
-    return np.sqrt(order / ((np.abs(omegas) ** 2) / sizes[:, None]).sum(axis=0))
-
-
-def irrep_degrees(table: np.ndarray, attempts: int = 4) -> tuple[int, ...]:
-    """Degrees of the complex irreps of the group with this (checked) table, sorted ascending."""
-    order = len(table)
-    if np.array_equal(table, table.T):
-        return (1,) * order
-    labels = conjugacy_classes(table)
-    for seed in range(attempts):  # a fresh combination if eigenvalues collided numerically
-        raw = _degrees_from_class_algebra(table, labels, seed)  # one per class by construction
-        if not np.allclose(raw, np.rint(raw), atol=1e-6):  # also rejects NaN
-            continue
-        degrees = np.rint(raw).astype(int)
-        if (degrees >= 1).all() and (degrees**2).sum() == order and (order % degrees == 0).all():
-            return tuple(sorted(int(d) for d in degrees))
-    raise GroupError(f"could not compute irrep degrees of a group of order {order} numerically")
-
-
 def group_from_table(spec: str, name: str, table: np.ndarray) -> Group:
     """Check ``table`` and derive the metadata; elements are enumerated in index order."""
     table = np.ascontiguousarray(table, dtype=np.int32)
@@ -234,7 +208,7 @@ def group_from_table(spec: str, name: str, table: np.ndarray) -> Group:
     order = len(table)
     abelian = bool(np.array_equal(table, table.T))
     enumeration = np.arange(order, dtype=np.int32)
-    return Group(spec, name, order, table, enumeration, abelian, irrep_degrees(table))
+    return Group(spec, name, order, table, enumeration, abelian)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +371,7 @@ def _expression(spec: str, expression: str, modulus: int) -> Group:
     name = f"{expression.strip()} mod {modulus} (not a group)"
     abelian = bool(np.array_equal(table, table.T))  # here: commutative
     enumeration = np.arange(modulus, dtype=np.int32)
-    return Group(spec, name, modulus, table, enumeration, abelian, (), is_group=False)
+    return Group(spec, name, modulus, table, enumeration, abelian, is_group=False)
 
 
 _EXPRESSION = re.compile(r"^expr:(?P<body>.+)\bmod\s*(?P<modulus>\d+)\s*$", re.DOTALL)
