@@ -18,7 +18,7 @@ from grokjax.spec import load as load_sweep
 SMALL_GROUPS = [
     "23", "2x3x4", "mul5", "mul23", "mul97", "dihedral6", "dihedral14", "dihedral128",
     "dicyclic8", "dicyclic12", "dicyclic40", "semidirect:7:3:2", "semidirect:9:6:8",
-    "semidirect:13:4:5", "S3", "S4", "S5", "A3", "A4", "A5",
+    "semidirect:13:4:5", "S3", "S4", "S5", "A3", "A4", "A5", "SL2:2", "SL2:3", "SL2:5",
 ]  # orders <= 128: the helpers below check them by brute force
 
 
@@ -104,6 +104,9 @@ def test_irrep_degrees_square_sum_to_order_one_per_class(spec):
         ("semidirect:13:4:5", [1] * 4 + [4] * 3),  # the Frobenius group of order 52
         ("semidirect:7:6:3", [1] * 6 + [6]),  # AGL(1, 7), the Frobenius group F_42
         ("dihedral24", [1] * 4 + [2] * 5),
+        ("SL2:3", [1, 1, 1, 2, 2, 2, 3]),  # the binary tetrahedral group
+        ("SL2:5", [1, 2, 2, 3, 3, 4, 4, 5, 6]),  # the binary icosahedral group
+        ("SL2:7", [1, 3, 3, 4, 4, 6, 6, 6, 7, 8, 8]),
     ],
 )
 def test_known_irrep_degrees(spec, degrees):
@@ -129,6 +132,8 @@ def test_dihedral_degrees(order):
         ("semidirect:7:3:2", {1: 1, 3: 14, 7: 6}),
         ("S4", {1: 1, 2: 9, 3: 8, 4: 6}),
         ("A5", {1: 1, 2: 15, 3: 20, 5: 24}),
+        ("SL2:3", {1: 1, 2: 1, 3: 8, 4: 6, 6: 8}),
+        ("SL2:5", {1: 1, 2: 1, 3: 20, 4: 30, 5: 24, 6: 20, 10: 24}),
     ],
 )
 def test_element_order_profiles_identify_the_group(spec, profile):
@@ -201,7 +206,7 @@ def test_expression_parser_rejects_everything_outside_the_whitelist(body):
         "", "foo", "D7", "dihedral7", "dihedral4", "dihedral4096", "dicyclic10", "dicyclic4",
         "mul22", "mul2", "S2", "S7", "A7", "semidirect:7:3:3", "semidirect:7:3:1",
         "semidirect:7:3", "semidirect:2:2:1", "1x3", "23x", "expr:x+y", "expr:x+y mod 1",
-        "expr:x+y mod 0",
+        "expr:x+y mod 0", "SL2:4", "SL2:13", "SL2:1", "SL23",
     ],
 )
 def test_bad_specs_raise_with_the_accepted_forms(spec):
@@ -209,6 +214,13 @@ def test_bad_specs_raise_with_the_accepted_forms(spec):
         parse_group(spec)
     for syntax, _, example in groups.GROUP_FAMILIES:
         assert syntax in str(err.value) and repr(example) in str(err.value)
+
+
+def test_special_linear_bounds_are_stated():
+    with pytest.raises(GroupError, match="accepted forms") as err:
+        parse_group("SL2:13")
+    assert "SL2:P needs a prime P with P(P²-1) <= 2048 (P = 2, 3, 5, 7 or 11), got 13" in str(
+        err.value)
 
 
 def test_every_documented_example_parses():
@@ -281,3 +293,16 @@ def test_irrep_sweep_spans_largest_degrees_1_to_6():
                        "semidirect:5:4:2": 4, "semidirect:13:4:5": 4, "A5": 5,
                        "semidirect:7:6:3": 6}
     assert all(12 <= parse_group(group).order <= 60 for group in groups)  # similar orders
+
+
+def test_special_linear_group_is_the_matrices_of_determinant_one():
+    p = 5
+    group = parse_group("sl2:5")
+    # numbered by the entries of A - I mod p read as base-p digits: the identity first
+    shifted = [np.reshape(digits, (2, 2)) for digits in itertools.product(range(p), repeat=4)]
+    matrices = [m for m in ((s + np.eye(2, dtype=int)) % p for s in shifted)
+                if (m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) % p == 1]
+    assert group.order == len(matrices) == 120 and group.name.startswith("SL(2,5)")
+    np.testing.assert_array_equal(matrices[0], np.eye(2))
+    for a, b in itertools.product(range(0, 120, 7), repeat=2):
+        np.testing.assert_array_equal(matrices[group.table[a, b]], matrices[a] @ matrices[b] % p)

@@ -1,5 +1,5 @@
 """Character tables of every group family: the checks, the Frobenius–Schur types where the
-literature knows them, and Theorem 3's width."""
+literature knows them, Theorem 3's width, and SL(2, P)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ GROUPS = [
     "2", "7", "12", "2x2x2", "2x3x4", "mul23", "dihedral6", "dihedral14", "dihedral24",
     "dicyclic8", "dicyclic12", "dicyclic16", "dicyclic24", "semidirect:7:3:2",
     "semidirect:7:6:3", "semidirect:5:4:2", "semidirect:13:3:3", "semidirect:13:4:5",
-    "semidirect:9:6:8", "S3", "S4", "S5", "A4", "A5", "dicyclic200", "semidirect:31:5:2",
+    "semidirect:9:6:8", "S3", "S4", "S5", "A4", "A5", "SL2:2", "SL2:3", "SL2:5", "dicyclic200",
+    "semidirect:31:5:2",
 ]
 SMALL = [spec for spec in GROUPS if spec not in ("dicyclic200", "semidirect:31:5:2")]
 
@@ -102,7 +103,7 @@ def test_abelian_closed_form_matches_the_table_and_width_is_2m_minus_2(spec):
         assert irreps.facts(group.characters) == group.irrep_facts
 
 
-@pytest.mark.parametrize("spec", ["S3", "S4", "S5", "S6"])
+@pytest.mark.parametrize("spec", ["S3", "S4", "S5", "S6", "SL2:2"])  # SL(2, 2) = S3
 def test_symmetric_groups_are_all_real(spec):
     assert all(irrep.kind == "real" for irrep in parse_group(spec).irrep_facts.irreps)
 
@@ -133,6 +134,14 @@ def test_known_small_groups():
     assert kinds("A4") == Counter({(1, "real"): 1, (1, "complex"): 2, (3, "real"): 1})
     assert kinds("semidirect:7:3:2") == Counter({(1, "real"): 1, (1, "complex"): 2,
                                                  (3, "complex"): 2})
+    # SL(2,3): the natural 2-dim irrep is quaternionic, its twists by the complex linear
+    # characters are complex; the 3-dim one comes from A4 = SL(2,3)/{±1}
+    assert kinds("SL2:3") == Counter({(1, "real"): 1, (1, "complex"): 2, (2, "quaternionic"): 1,
+                                      (2, "complex"): 2, (3, "real"): 1})
+    # SL(2,5), the binary icosahedral group: faithful irreps (2, 2, 4, 6) quaternionic
+    assert kinds("SL2:5") == Counter({(1, "real"): 1, (2, "quaternionic"): 2, (3, "real"): 2,
+                                      (4, "real"): 1, (4, "quaternionic"): 1, (5, "real"): 1,
+                                      (6, "quaternionic"): 1})
     assert kinds("A5") == Counter({(1, "real"): 1, (3, "real"): 2, (4, "real"): 1,
                                    (5, "real"): 1})
     # Z13 ⋊ Z3: the 3-dim irreps are induced from the orbits {k, 3k, 9k} of Z13's characters;

@@ -14,6 +14,7 @@ A group spec is a string (spaces between tokens are optional; family words are c
   y x y^-1 = x^R>, order M·K, with R^K ≡ 1 and R ≢ 1 (mod M). Its largest irrep degree is the
   multiplicative order of R mod M.
 - ``"SN"`` / ``"AN"``, e.g. ``"S4"``, ``"A5"``: symmetric / alternating group on N points.
+- ``"SL2:P"`` (P prime), e.g. ``"SL2:3"``: SL(2, P), the 2x2 matrices of determinant 1 mod P.
 - ``"expr:EXPR mod M"``, e.g. ``"expr:x**2+x*y+y**2 mod 23"``: the table (x, y) -> EXPR mod M. This
   is not a group: ``is_group`` is False, ``irrep_degrees`` is () and ``max_irrep_degree`` is 0,
   ``abelian`` means commutative. EXPR may use x, y, integer constants, +, -, *, parentheses and
@@ -101,6 +102,8 @@ GROUP_FAMILIES: list[tuple[str, str, str]] = [
      "semidirect:7:3:2"),
     ("SN", "symmetric group on N points, 3 <= N <= 6", "S4"),
     ("AN", "alternating group on N points, 3 <= N <= 6", "A5"),
+    ("SL2:P", "SL(2, P), 2x2 matrices of determinant 1 mod prime P = 2, 3, 5, 7 or 11 (order "
+     f"P(P²-1) <= {MAX_ORDER})", "SL2:3"),
     ("expr:EXPR mod M", "table x, y -> EXPR mod M, not a group; EXPR uses x, y, integers, "
      f"+ - * ( ) and ** with a constant exponent <= {MAX_EXPONENT}", "expr:x**2+x*y+y**2 mod 23"),
 ]
@@ -261,6 +264,19 @@ def symmetric_perms(n: int, even_only: bool) -> np.ndarray:
     return perms
 
 
+def special_linear_table(p: int) -> np.ndarray:
+    """SL(2, p): element i is the i-th matrix A of determinant 1 in increasing order of the entries
+    (a, b, c, d) of A - I mod p read as base-p digits, so the identity is element 0."""
+    shifted = np.array(list(itertools.product(range(p), repeat=4)))  # A - I, in increasing order
+    a, b, c, d = ((shifted + [1, 0, 0, 1]) % p).T
+    keep = (a * d - b * c) % p == 1
+    matrices = np.stack([a, b, c, d], axis=1)[keep].reshape(-1, 2, 2)
+    place = p ** np.arange(3, -1, -1)
+    products = np.einsum("xij,yjk->xyik", matrices, matrices) - np.eye(2, dtype=int)  # A·B - I
+    codes = (products % p).reshape(len(matrices), len(matrices), 4) @ place
+    return np.searchsorted(shifted[keep] @ place, codes).astype(np.int32)
+
+
 # ---------------------------------------------------------------------------------------------
 # Expressions mod M (not groups)
 
@@ -361,6 +377,14 @@ def _permutation_group(spec: str, n: int, alternating: bool) -> Group:
     return group_from_table(spec, f"{letter}_{n} ({word} group on {n} points)", table)
 
 
+def _special_linear(spec: str, p: int) -> Group:
+    if not _is_prime(p) or p * (p * p - 1) > MAX_ORDER:
+        raise _spec_error(spec, f"SL2:P needs a prime P with P(P²-1) <= {MAX_ORDER} "
+                          f"(P = 2, 3, 5, 7 or 11), got {p}")
+    name = f"SL(2,{p}) (matrices of determinant 1 mod {p})"
+    return group_from_table(spec, name, special_linear_table(p))
+
+
 def _expression(spec: str, expression: str, modulus: int) -> Group:
     if not 2 <= modulus <= MAX_ORDER:
         raise _spec_error(spec, f"expr needs a modulus 2 <= M <= {MAX_ORDER}, got {modulus}")
@@ -382,6 +406,7 @@ _FAMILY_PATTERNS = [
     (re.compile(r"^semidirect:(\d+):(\d+):(\d+)$", re.IGNORECASE), _semidirect),
     (re.compile(r"^S(\d+)$", re.IGNORECASE), partial(_permutation_group, alternating=False)),
     (re.compile(r"^A(\d+)$", re.IGNORECASE), partial(_permutation_group, alternating=True)),
+    (re.compile(r"^SL2:(\d+)$", re.IGNORECASE), _special_linear),
 ]
 
 
