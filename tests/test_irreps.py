@@ -1,5 +1,5 @@
 """Character tables of every group family: the checks, the Frobenius–Schur types where the
-literature knows them, Theorem 3's width, and SL(2, P)."""
+literature knows them, Theorem 3's width, and direct products and SL(2, P)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 from grokjax import irreps
 from grokjax.groups import GroupError, parse_group
 
-# Every family, abelian and not
+# Every family, abelian and not, with orders up to 240; the direct products mix families.
 GROUPS = [
     "2", "7", "12", "2x2x2", "2x3x4", "mul23", "dihedral6", "dihedral14", "dihedral24",
     "dicyclic8", "dicyclic12", "dicyclic16", "dicyclic24", "semidirect:7:3:2",
     "semidirect:7:6:3", "semidirect:5:4:2", "semidirect:13:3:3", "semidirect:13:4:5",
-    "semidirect:9:6:8", "S3", "S4", "S5", "A4", "A5", "SL2:2", "SL2:3", "SL2:5", "dicyclic200",
-    "semidirect:31:5:2",
+    "semidirect:9:6:8", "S3", "S4", "S5", "A4", "A5", "SL2:2", "SL2:3", "SL2:5", "S4x3",
+    "dicyclic8x3", "A4x2", "S3xS3", "dicyclic8xdicyclic8", "SL2:3x2x5", "dicyclic200", "S3x23",
 ]
-SMALL = [spec for spec in GROUPS if spec not in ("dicyclic200", "semidirect:31:5:2")]
+SMALL = [spec for spec in GROUPS if spec not in ("dicyclic200", "S3x23", "SL2:3x2x5")]
 
 
 def kinds(spec: str) -> Counter:
@@ -194,6 +194,18 @@ def test_description():
 def test_groups_whose_types_separate_have_different_facts(pair):
     first, second = (parse_group(spec).irrep_facts for spec in pair)
     assert first.irreps != second.irreps
+
+
+def test_direct_product_characters_are_products():
+    """The irreps of G x H are the χ ⊗ ψ: degrees multiply, indicators multiply."""
+    for left, right in [("S3", "3"), ("dicyclic8", "dicyclic8"), ("SL2:3", "4"), ("A4", "2")]:
+        expected = Counter()
+        for (d1, k1), n1 in kinds(left).items():
+            for (d2, k2), n2 in kinds(right).items():
+                nu = {"real": 1, "complex": 0, "quaternionic": -1}
+                kind = {1: "real", 0: "complex", -1: "quaternionic"}[nu[k1] * nu[k2]]
+                expected[(d1 * d2, kind)] += n1 * n2
+        assert kinds(f"{left}x{right}") == expected, (left, right)
 
 
 def test_characters_and_facts_are_cached_per_group():

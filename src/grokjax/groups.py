@@ -15,6 +15,8 @@ A group spec is a string (spaces between tokens are optional; family words are c
   multiplicative order of R mod M.
 - ``"SN"`` / ``"AN"``, e.g. ``"S4"``, ``"A5"``: symmetric / alternating group on N points.
 - ``"SL2:P"`` (P prime), e.g. ``"SL2:3"``: SL(2, P), the 2x2 matrices of determinant 1 mod P.
+- ``"G1xG2x..."``, e.g. ``"S4x3"``, ``"dicyclic8xA4"``: the direct product of groups of the forms
+  above, numbered and enumerated as the cyclic products (which are the case of cyclic factors).
 - ``"expr:EXPR mod M"``, e.g. ``"expr:x**2+x*y+y**2 mod 23"``: the table (x, y) -> EXPR mod M. This
   is not a group: ``is_group`` is False, ``irrep_degrees`` is () and ``max_irrep_degree`` is 0,
   ``abelian`` means commutative. EXPR may use x, y, integer constants, +, -, *, parentheses and
@@ -42,7 +44,11 @@ from grokjax import irreps
 
 
 class GroupError(ValueError):
-    """A group spec that names no group grokjax can build."""
+    """A group spec that names no group grokjax can build; ``problem`` says what is wrong."""
+
+    def __init__(self, message: str, problem: str = ""):
+        super().__init__(message)
+        self.problem = problem or message
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,8 +88,6 @@ class Group:
         return max(self.irrep_degrees, default=0)
 
 
-_PRODUCT = re.compile(r"^\d+(x\d+)*$")
-
 MAX_ORDER = 2048  # cap for every group: tables are order², datasets order^num_ops rows
 FULL_ASSOCIATIVITY_MAX_ORDER = 128  # order³ ≤ 2M triples: cheap enough to check every one
 MAX_EXPONENT = 16
@@ -104,6 +108,8 @@ GROUP_FAMILIES: list[tuple[str, str, str]] = [
     ("AN", "alternating group on N points, 3 <= N <= 6", "A5"),
     ("SL2:P", "SL(2, P), 2x2 matrices of determinant 1 mod prime P = 2, 3, 5, 7 or 11 (order "
      f"P(P²-1) <= {MAX_ORDER})", "SL2:3"),
+    ("G1xG2x...", f"direct product of groups of the forms here except expr, order <= {MAX_ORDER}",
+     "S4x3"),
     ("expr:EXPR mod M", "table x, y -> EXPR mod M, not a group; EXPR uses x, y, integers, "
      f"+ - * ( ) and ** with a constant exponent <= {MAX_EXPONENT}", "expr:x**2+x*y+y**2 mod 23"),
 ]
@@ -115,23 +121,7 @@ _ACCEPTED_FORMS = "accepted forms:\n" + "\n".join(
 
 
 def _spec_error(spec: str, problem: str) -> GroupError:
-    return GroupError(f"group {spec!r}: {problem}; {_ACCEPTED_FORMS}")
-
-
-def cyclic_product(orders: tuple[int, ...], spec: str) -> Group:
-    """Z_{o0} x Z_{o1} x ...; flat index c0 + c1·o0 + c2·o0·o1 + ...
-
-    (component 0 least significant)."""
-    order = int(np.prod(orders))
-    radix = np.cumprod((1,) + orders[:-1])
-    components = (np.arange(order)[:, None] // radix) % np.asarray(orders)  # (order, factors)
-    summed = (components[:, None, :] + components[None, :, :]) % np.asarray(orders)
-    table = (summed @ radix).astype(np.int32)
-    enumeration = np.array(
-        [np.dot(c, radix) for c in itertools.product(*(range(o) for o in orders))], dtype=np.int32
-    )
-    name = " x ".join(f"Z_{o}" for o in orders)
-    return Group(spec, name, order, table, enumeration, True)
+    return GroupError(f"group {spec!r}: {problem}; {_ACCEPTED_FORMS}", problem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +326,15 @@ def _is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
+def _cyclic(spec: str, n: int) -> Group:
+    if n < 2:
+        raise _spec_error(spec, f"a cyclic group needs order >= 2, got {n}")
+    if n > MAX_ORDER:  # checked before the order² table is built
+        raise _spec_error(spec, f"order {n} is above the limit {MAX_ORDER}")
+    elements = np.arange(n)
+    return group_from_table(spec, f"Z_{n}", (elements[:, None] + elements) % n)
+
+
 def _multiplicative(spec: str, p: int) -> Group:
     if not _is_prime(p) or not 3 <= p <= MAX_ORDER + 1:
         raise _spec_error(spec, f"mulP needs a prime 3 <= P <= {MAX_ORDER + 1}, got {p}")
@@ -385,6 +384,31 @@ def _special_linear(spec: str, p: int) -> Group:
     return group_from_table(spec, name, special_linear_table(p))
 
 
+def _direct_product(spec: str, parts: list[str]) -> Group:
+    """Element i0 + |G0|·i1 + |G0|·|G1|·i2 + ... is (g_i0, g_i1, ...), factor 0 least significant,
+    enumerated as itertools.product over the factors' own enumerations with factor 0 outermost:
+    for cyclic factors, the paper's mixed radix."""
+    factors = []
+    for part in parts:
+        try:
+            factors.append(parse_group(part))
+        except GroupError as err:
+            raise _spec_error(spec, f"factor {part!r}: {err.problem}") from None
+    order = math.prod(factor.order for factor in factors)
+    if order > MAX_ORDER:  # checked before the order² table is built
+        raise _spec_error(spec, f"order {order} is above the limit {MAX_ORDER}")
+    table, enumeration = factors[0].table, factors[0].enumeration
+    for factor in factors[1:]:
+        n = len(table)  # [b, a, b', a'] = (a·a') + n·(b·b'): rows and columns a + n·b
+        table = table[None, :, None, :] + n * factor.table[:, None, :, None]
+        table = table.reshape(n * factor.order, n * factor.order)
+        enumeration = (enumeration[:, None] + n * factor.enumeration).reshape(-1)
+    check_group(table)
+    name = " x ".join(f"({factor.name})" if " " in factor.name else factor.name
+                      for factor in factors)
+    return Group(spec, name, order, table, enumeration, all(f.abelian for f in factors))
+
+
 def _expression(spec: str, expression: str, modulus: int) -> Group:
     if not 2 <= modulus <= MAX_ORDER:
         raise _spec_error(spec, f"expr needs a modulus 2 <= M <= {MAX_ORDER}, got {modulus}")
@@ -400,6 +424,7 @@ def _expression(spec: str, expression: str, modulus: int) -> Group:
 
 _EXPRESSION = re.compile(r"^expr:(?P<body>.+)\bmod\s*(?P<modulus>\d+)\s*$", re.DOTALL)
 _FAMILY_PATTERNS = [
+    (re.compile(r"^(\d+)$"), _cyclic),
     (re.compile(r"^mul(\d+)$", re.IGNORECASE), _multiplicative),
     (re.compile(r"^dihedral(\d+)$", re.IGNORECASE), _dihedral),
     (re.compile(r"^dicyclic(\d+)$", re.IGNORECASE), _dicyclic),
@@ -420,20 +445,13 @@ def parse_group(spec: str) -> Group:
     if expression:
         return _expression(raw, expression["body"], int(expression["modulus"]))
     text = raw.replace(" ", "")
+    if "x" in text and not text.startswith("expr:"):  # no family word holds an "x"
+        return _direct_product(text, text.split("x"))
     for pattern, build in _FAMILY_PATTERNS:
         match = pattern.match(text)
         if match:
             return build(text, *(int(g) for g in match.groups()))
-    if not _PRODUCT.match(text):
-        raise _spec_error(spec, "unknown group")
-    orders = tuple(int(o) for o in text.split("x"))
-    if any(o < 2 for o in orders):
-        raise _spec_error(spec, f"every cyclic factor needs order >= 2, got {orders}")
-    if math.prod(orders) > MAX_ORDER:  # checked before the order² table is built
-        raise _spec_error(spec, f"order {math.prod(orders)} is above the limit {MAX_ORDER}")
-    group = cyclic_product(orders, text)
-    check_group(group.table)
-    return group
+    raise _spec_error(spec, "unknown group")
 
 
 def nonabelian_dk2_groups(max_order: int = 128) -> list[str]:
