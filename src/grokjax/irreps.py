@@ -226,13 +226,13 @@ def _complete(table, classes, values, identity) -> CharacterTable:
     for what, error in errors.items():
         if not error < TOLERANCE:  # also catches NaN
             raise CharacterTableError(f"{what} fails by {error:.1e} (order {order})")
+    trivial = np.abs(values - 1).max(axis=1) < TOLERANCE
     if not (
         (rounded**2).sum() == order and (rounded >= 1).all() and (order % rounded == 0).all()
         and set(nu) <= set(KINDS) and ((nu == 0) == (conjugates != np.arange(len(nu)))).all()
-        and np.array_equal(conjugates[conjugates], np.arange(len(nu)))
+        and np.array_equal(conjugates[conjugates], np.arange(len(nu))) and trivial.sum() == 1
     ):
         raise CharacterTableError(f"degrees {rounded}, indicators {nu} (order {order})")
-    trivial = np.abs(values - 1).max(axis=1) < TOLERANCE
     pair = np.minimum(np.arange(len(nu)), conjugates)
     rows = np.lexsort((pair, 1 - nu, rounded, ~trivial))  # last key first
     where = np.argsort(rows)
