@@ -1,4 +1,6 @@
-"""Group families: axioms, irrep degrees, spec parsing and the expression whitelist."""
+"""Group families: axioms, irrep degrees, spec parsing and the expression whitelist.
+
+Character tables and irrep types: test_irreps.py."""
 
 from __future__ import annotations
 
@@ -10,14 +12,24 @@ import numpy as np
 import pytest
 
 from grokjax import groups
-from grokjax.groups import GroupError, check_group, nonabelian_dk2_groups, parse_group
+from grokjax.groups import GroupError, check_group, parse_group
 from grokjax.spec import load as load_sweep
 
 SMALL_GROUPS = [
     "23", "2x3x4", "mul5", "mul23", "mul97", "dihedral6", "dihedral14", "dihedral128",
     "dicyclic8", "dicyclic12", "dicyclic40", "semidirect:7:3:2", "semidirect:9:6:8",
-    "semidirect:13:4:5", "S3", "S4", "S5", "A3", "A4", "A5",
+    "semidirect:13:4:5", "S3", "S4", "S5", "A3", "A4", "A5", "SL2:2", "SL2:3", "SL2:5",
+    "S4x3", "dicyclic8x3", "A4x2x2", "S3xdihedral8",
 ]  # orders <= 128: the helpers below check them by brute force
+
+
+def nonabelian_dk2_groups(max_order: int = 128) -> list[str]:
+    """One non-abelian group with largest irrep degree 2 per available order <= max_order.
+
+    Irrep degrees divide |G| and a non-abelian group has an irrep of degree >= 2, so odd orders
+    have none, and groups of order < 6 are abelian; the dihedral group of order N has largest
+    degree 2 for every even N >= 6. So the dihedral groups already cover every possible order."""
+    return [f"dihedral{order}" for order in range(6, max_order + 1, 2)]
 
 
 def identity_index(table: np.ndarray) -> int:
@@ -102,6 +114,11 @@ def test_irrep_degrees_square_sum_to_order_one_per_class(spec):
         ("semidirect:13:4:5", [1] * 4 + [4] * 3),  # the Frobenius group of order 52
         ("semidirect:7:6:3", [1] * 6 + [6]),  # AGL(1, 7), the Frobenius group F_42
         ("dihedral24", [1] * 4 + [2] * 5),
+        ("SL2:3", [1, 1, 1, 2, 2, 2, 3]),  # the binary tetrahedral group
+        ("SL2:5", [1, 2, 2, 3, 3, 4, 4, 5, 6]),  # the binary icosahedral group
+        ("SL2:7", [1, 3, 3, 4, 4, 6, 6, 6, 7, 8, 8]),
+        ("S3x2", [1, 1, 1, 1, 2, 2]),  # degrees of a product: every d_G·d_H
+        ("S4xA4", sorted(a * b for a in [1, 1, 2, 3, 3] for b in [1, 1, 1, 3])),
     ],
 )
 def test_known_irrep_degrees(spec, degrees):
@@ -127,6 +144,9 @@ def test_dihedral_degrees(order):
         ("semidirect:7:3:2", {1: 1, 3: 14, 7: 6}),
         ("S4", {1: 1, 2: 9, 3: 8, 4: 6}),
         ("A5", {1: 1, 2: 15, 3: 20, 5: 24}),
+        ("SL2:3", {1: 1, 2: 1, 3: 8, 4: 6, 6: 8}),
+        ("SL2:5", {1: 1, 2: 1, 3: 20, 4: 30, 5: 24, 6: 20, 10: 24}),
+        ("S3x3", {1: 1, 2: 3, 3: 8, 6: 6}),
     ],
 )
 def test_element_order_profiles_identify_the_group(spec, profile):
@@ -199,7 +219,8 @@ def test_expression_parser_rejects_everything_outside_the_whitelist(body):
         "", "foo", "D7", "dihedral7", "dihedral4", "dihedral4096", "dicyclic10", "dicyclic4",
         "mul22", "mul2", "S2", "S7", "A7", "semidirect:7:3:3", "semidirect:7:3:1",
         "semidirect:7:3", "semidirect:2:2:1", "1x3", "23x", "expr:x+y", "expr:x+y mod 1",
-        "expr:x+y mod 0",
+        "expr:x+y mod 0", "SL2:4", "SL2:13", "SL2:1", "SL23", "S7x3", "S4x", "x3", "S4xxS4",
+        "S4xS6", "2X3", "S4xfoo", "dihedral6x1",
     ],
 )
 def test_bad_specs_raise_with_the_accepted_forms(spec):
@@ -207,6 +228,21 @@ def test_bad_specs_raise_with_the_accepted_forms(spec):
         parse_group(spec)
     for syntax, _, example in groups.GROUP_FAMILIES:
         assert syntax in str(err.value) and repr(example) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ("S7x3", "group 'S7x3': factor 'S7': SN needs 3 <= N <= 6, got 7;"),
+        ("S4x1", "group 'S4x1': factor '1': a cyclic group needs order >= 2, got 1;"),
+        ("S4xS6", "group 'S4xS6': order 17280 is above the limit 2048;"),
+        ("SL2:13", "SL2:P needs a prime P with P(P²-1) <= 2048 (P = 2, 3, 5, 7 or 11), got 13"),
+    ],
+)
+def test_new_forms_say_what_is_wrong(spec, problem):
+    with pytest.raises(GroupError, match="accepted forms") as err:
+        parse_group(spec)
+    assert problem in str(err.value)
 
 
 def test_every_documented_example_parses():
@@ -264,8 +300,8 @@ def test_cyclic_specs_unchanged():
 
 def test_group_keeps_its_positional_construction_and_cache():
     table = np.zeros((1, 1), dtype=np.int32)
-    group = groups.Group("1", "trivial", 1, table, np.zeros(1, np.int32), True, (1,))
-    assert group.is_group and group.max_irrep_degree == 1
+    group = groups.Group("1", "trivial", 1, table, np.zeros(1, np.int32), True)
+    assert group.is_group and group.max_irrep_degree == 1 and group.irrep_degrees == (1,)
     assert parse_group("dihedral14") is parse_group("dihedral14")
     assert parse_group("s4").irrep_degrees == parse_group("S4").irrep_degrees
 
@@ -279,3 +315,43 @@ def test_irrep_sweep_spans_largest_degrees_1_to_6():
                        "semidirect:5:4:2": 4, "semidirect:13:4:5": 4, "A5": 5,
                        "semidirect:7:6:3": 6}
     assert all(12 <= parse_group(group).order <= 60 for group in groups)  # similar orders
+
+
+def test_special_linear_group_is_the_matrices_of_determinant_one():
+    p = 5
+    group = parse_group("sl2:5")
+    # numbered by the entries of A - I mod p read as base-p digits: the identity first
+    shifted = [np.reshape(digits, (2, 2)) for digits in itertools.product(range(p), repeat=4)]
+    matrices = [m for m in ((s + np.eye(2, dtype=int)) % p for s in shifted)
+                if (m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) % p == 1]
+    assert group.order == len(matrices) == 120 and group.name.startswith("SL(2,5)")
+    np.testing.assert_array_equal(matrices[0], np.eye(2))
+    for a, b in itertools.product(range(0, 120, 7), repeat=2):
+        np.testing.assert_array_equal(matrices[group.table[a, b]], matrices[a] @ matrices[b] % p)
+
+
+def test_direct_product_numbering_and_enumeration():
+    """Element i + |G|·j of G x H is (g_i, h_j); the enumeration is G's outermost."""
+    product, s4, z3 = parse_group("S4 x 3"), parse_group("S4"), parse_group("3")
+    assert product.spec == "S4x3" and product.order == 72 and not product.abelian
+    assert product.name == "(S_4 (symmetric group on 4 points)) x Z_3"
+    for (a, u), (b, v) in itertools.product(itertools.product(range(24), range(3)), repeat=2):
+        assert product.table[a + 24 * u, b + 24 * v] == s4.table[a, b] + 24 * z3.table[u, v]
+    np.testing.assert_array_equal(product.enumeration,
+                                  [a + 24 * u for a in range(24) for u in range(3)])
+    assert parse_group("3x2xS3").abelian is False and parse_group("mul7x2").abelian
+
+
+def test_cyclic_products_through_the_general_product_are_unchanged():
+    """The paper's Z_N1 x Z_N2 x ...: mixed radix, factor 0 least significant, enumerated with
+    component 0 outermost (the same formula as before direct products of any groups existed)."""
+    for orders in [(2, 3, 4), (4, 4), (7, 2, 2, 3), (2,) * 6, (16, 8)]:
+        group = parse_group("x".join(map(str, orders)))
+        radix = np.cumprod((1,) + orders[:-1])
+        components = (np.arange(group.order)[:, None] // radix) % orders
+        expected = ((components[:, None, :] + components[None, :, :]) % orders) @ radix
+        np.testing.assert_array_equal(group.table, expected)
+        assert group.table.dtype == np.int32 and group.enumeration.dtype == np.int32
+        enumeration = [np.dot(c, radix) for c in itertools.product(*map(range, orders))]
+        np.testing.assert_array_equal(group.enumeration, enumeration)
+        assert group.name == " x ".join(f"Z_{o}" for o in orders) and group.abelian

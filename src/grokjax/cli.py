@@ -145,12 +145,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_list(args) -> int:
-    """Every name a sweep file accepts for the categorical fields."""
-    from grokjax.groups import GROUP_FAMILIES
+    """Every name a sweep file accepts for the categorical fields; for each group family, the
+    irreps of its example (degree, R/C/H for real/complex/quaternionic, how many)."""
+    from grokjax.groups import GROUP_FAMILIES, parse_group
 
     print("groups (field `group`):")
     for syntax, description, example in GROUP_FAMILIES:
-        print(f"  {syntax:<18} {description}  e.g. {example!r}")
+        group = parse_group(example)
+        irreps = f"; irreps {group.irrep_facts.description}" if group.is_group else ""
+        print(f"  {syntax:<18} {description}  e.g. {example!r}{irreps}")
     for name, choices in config.CHOICES.items():
         print(f"field `{name}`: {', '.join(choices)}")
     return 0

@@ -29,7 +29,12 @@ class StorageError(UsageError):
 
 
 class GroupError(UsageError):
-    """A group spec that names no group grokjax can build."""
+    """A group spec that names no group grokjax can build; ``problem`` says what is wrong
+    without the list of accepted forms (so a product can name the factor at fault)."""
+
+    def __init__(self, message: str, problem: str = ""):
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class DirectoryBusy(SpecError):

@@ -14,29 +14,33 @@ A group spec is a string (spaces between tokens are optional; family words are c
   y x y^-1 = x^R>, order M·K, with R^K ≡ 1 and R ≢ 1 (mod M). Its largest irrep degree is the
   multiplicative order of R mod M.
 - ``"SN"`` / ``"AN"``, e.g. ``"S4"``, ``"A5"``: symmetric / alternating group on N points.
+- ``"SL2:P"`` (P prime), e.g. ``"SL2:3"``: SL(2, P), the 2x2 matrices of determinant 1 mod P.
+- ``"G1xG2x..."``, e.g. ``"S4x3"``, ``"dicyclic8xA4"``: the direct product of groups of the forms
+  above, numbered and enumerated as the cyclic products (which are the case of cyclic factors).
 - ``"expr:EXPR mod M"``, e.g. ``"expr:x**2+x*y+y**2 mod 23"``: the table (x, y) -> EXPR mod M. This
   is not a group: ``is_group`` is False, ``irrep_degrees`` is () and ``max_irrep_degree`` is 0,
   ``abelian`` means commutative. EXPR may use x, y, integer constants, +, -, *, parentheses and
   ** with a constant exponent 0..16; it is parsed with ``ast``, never evaluated as Python.
 
 Outside the cyclic families, elements are numbered by the constructions below and the dataset
-enumerates them in index order. Every group table is checked (``check_group``) when it is built,
-and its irrep degrees are computed from the table itself (``irrep_degrees``).
+enumerates them in index order. Every group table is checked (``check_group``) when it is built;
+its character table, irrep degrees and irrep facts (``irreps``) are computed from the table itself
+on first use, once per Group (``parse_group`` returns the same Group for the same spec).
 """
 
 from __future__ import annotations
 
-import ast
 import itertools
 import math
-import operator
 import re
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 
 import numpy as np
 
+from grokjax import irreps
 from grokjax.errors import GroupError
+from grokjax.expressions import MAX_EXPONENT, MAX_EXPRESSION_CHARS, expression_table
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,8 +53,26 @@ class Group:
     # (itertools.product over components, component 0 outermost), as flat indices.
     enumeration: np.ndarray  # (order,) int32
     abelian: bool
-    irrep_degrees: tuple[int, ...]  # complex irreducible representations, with multiplicity 1 each
     is_group: bool = True  # False for "expr:" tables, which have no irreps
+
+    @cached_property
+    def characters(self) -> irreps.CharacterTable:
+        """The checked complex character table (seconds for the largest groups: irreps.py)."""
+        if not self.is_group:
+            raise GroupError(f"{self.spec!r} is not a group: it has no characters")
+        return irreps.character_table(self.table)
+
+    @cached_property
+    def irrep_facts(self) -> irreps.IrrepFacts:
+        """Types, real dimensions, Theorem 3's width and a one-line description of the irreps."""
+        if self.is_group and self.abelian:  # closed form, no table needed
+            return irreps.abelian_facts(self.table)
+        return irreps.facts(self.characters)
+
+    @cached_property
+    def irrep_degrees(self) -> tuple[int, ...]:
+        """Degrees of the complex irreps, ascending; () for a table that is not a group."""
+        return tuple(irrep.degree for irrep in self.irrep_facts.irreps) if self.is_group else ()
 
     @property
     def max_irrep_degree(self) -> int:
@@ -58,12 +80,8 @@ class Group:
         return max(self.irrep_degrees, default=0)
 
 
-_PRODUCT = re.compile(r"^\d+(x\d+)*$")
-
 MAX_ORDER = 2048  # cap for every group: tables are order², datasets order^num_ops rows
 FULL_ASSOCIATIVITY_MAX_ORDER = 128  # order³ ≤ 2M triples: cheap enough to check every one
-MAX_EXPONENT = 16
-MAX_EXPRESSION_CHARS = 256
 MAX_SPEC_CHARS = MAX_EXPRESSION_CHARS + 32  # "expr:" and " mod M" around the longest expression
 
 # (syntax, description, example): the accepted spec forms, for error messages and `grokjax list`.
@@ -78,6 +96,10 @@ GROUP_FAMILIES: list[tuple[str, str, str]] = [
      "semidirect:7:3:2"),
     ("SN", "symmetric group on N points, 3 <= N <= 6", "S4"),
     ("AN", "alternating group on N points, 3 <= N <= 6", "A5"),
+    ("SL2:P", "SL(2, P), 2x2 matrices of determinant 1 mod prime P = 2, 3, 5, 7 or 11 (order "
+     f"P(P²-1) <= {MAX_ORDER})", "SL2:3"),
+    ("G1xG2x...", f"direct product of groups of the forms here except expr, order <= {MAX_ORDER}",
+     "S4x3"),
     ("expr:EXPR mod M", "table x, y -> EXPR mod M, not a group; EXPR uses x, y, integers, "
      f"+ - * ( ) and ** with a constant exponent <= {MAX_EXPONENT}", "expr:x**2+x*y+y**2 mod 23"),
 ]
@@ -89,23 +111,7 @@ _ACCEPTED_FORMS = "accepted forms:\n" + "\n".join(
 
 
 def _spec_error(spec: str, problem: str) -> GroupError:
-    return GroupError(f"group {spec!r}: {problem}; {_ACCEPTED_FORMS}")
-
-
-def cyclic_product(orders: tuple[int, ...], spec: str) -> Group:
-    """Z_{o0} x Z_{o1} x ...; flat index c0 + c1·o0 + c2·o0·o1 + ...
-
-    (component 0 least significant)."""
-    order = int(np.prod(orders))
-    radix = np.cumprod((1,) + orders[:-1])
-    components = (np.arange(order)[:, None] // radix) % np.asarray(orders)  # (order, factors)
-    summed = (components[:, None, :] + components[None, :, :]) % np.asarray(orders)
-    table = (summed @ radix).astype(np.int32)
-    enumeration = np.array(
-        [np.dot(c, radix) for c in itertools.product(*(range(o) for o in orders))], dtype=np.int32
-    )
-    name = " x ".join(f"Z_{o}" for o in orders)
-    return Group(spec, name, order, table, enumeration, True, (1,) * order)
+    return GroupError(f"group {spec!r}: {problem}; {_ACCEPTED_FORMS}", problem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,53 +184,6 @@ def check_group(table: np.ndarray) -> None:
         raise GroupError("table is not associative")
 
 
-def conjugacy_classes(table: np.ndarray) -> np.ndarray:
-    """Class label of each element, labels 0..k-1 numbered by each class's smallest element."""
-    identity = identity_of(table)
-    conjugates = table[table, inverses(table, identity)[:, None]]  # [x, g] = x·g·x^-1
-    _, labels = np.unique(conjugates.min(axis=0), return_inverse=True)
-    return labels.reshape(-1)
-
-
-def _degrees_from_class_algebra(table: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Dixon's method: the central characters ω_i = |C_i| χ(g_i)/χ(1) are the common eigenvectors
-    of the class-multiplication matrices (M_i)_{jl} = #{x ∈ C_i, y ∈ C_j : x·y = z_l}; one random
-    combination Σ c_i M_i separates them. Then χ(1)² = |G| / Σ_i |ω_i|²/|C_i|."""
-    order = len(table)
-    sizes = np.bincount(labels)
-    num_classes = len(sizes)
-    reps = np.unique(labels, return_index=True)[1]  # one element z_l of each class
-    identity = identity_of(table)
-    weights = np.random.default_rng(seed).standard_normal(num_classes)
-    # For z_l and every x, y = x^-1·z_l is the unique partner with x·y = z_l.
-    partners = labels[table[inverses(table, identity)[:, None], reps[None, :]]]  # (order, k)
-    combination = np.zeros((num_classes, num_classes))
-    np.add.at(
-        combination,
-        (partners, np.broadcast_to(np.arange(num_classes), partners.shape)),
-        np.broadcast_to(weights[labels][:, None], partners.shape),
-    )
-    _, vectors = np.linalg.eig(combination)
-    omegas = vectors / vectors[labels[identity]]  # ω(identity class) = 1
-    return np.sqrt(order / ((np.abs(omegas) ** 2) / sizes[:, None]).sum(axis=0))
-
-
-def irrep_degrees(table: np.ndarray, attempts: int = 4) -> tuple[int, ...]:
-    """Degrees of the complex irreps of the group with this (checked) table, sorted ascending."""
-    order = len(table)
-    if np.array_equal(table, table.T):
-        return (1,) * order
-    labels = conjugacy_classes(table)
-    for seed in range(attempts):  # a fresh combination if eigenvalues collided numerically
-        raw = _degrees_from_class_algebra(table, labels, seed)  # one per class by construction
-        if not np.allclose(raw, np.rint(raw), atol=1e-6):  # also rejects NaN
-            continue
-        degrees = np.rint(raw).astype(int)
-        if (degrees >= 1).all() and (degrees**2).sum() == order and (order % degrees == 0).all():
-            return tuple(sorted(int(d) for d in degrees))
-    raise GroupError(f"could not compute irrep degrees of a group of order {order} numerically")
-
-
 def group_from_table(spec: str, name: str, table: np.ndarray) -> Group:
     """Check ``table`` and derive the metadata; elements are enumerated in index order."""
     table = np.ascontiguousarray(table, dtype=np.int32)
@@ -232,7 +191,7 @@ def group_from_table(spec: str, name: str, table: np.ndarray) -> Group:
     order = len(table)
     abelian = bool(np.array_equal(table, table.T))
     enumeration = np.arange(order, dtype=np.int32)
-    return Group(spec, name, order, table, enumeration, abelian, irrep_degrees(table))
+    return Group(spec, name, order, table, enumeration, abelian)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,55 +244,17 @@ def symmetric_perms(n: int, even_only: bool) -> np.ndarray:
     return perms
 
 
-# ---------------------------------------------------------------------------------------------
-# Expressions mod M (not groups)
-
-_BINARY_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
-
-
-def _evaluate(node: ast.AST, x: np.ndarray, y: np.ndarray, modulus: int):
-    """Value of an allowed expression node mod ``modulus``; GroupError for anything else."""
-    if isinstance(node, ast.Name) and node.id in ("x", "y"):
-        return x if node.id == "x" else y
-    if isinstance(node, ast.Constant) and type(node.value) is int:  # not bool, float, str
-        return node.value % modulus
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_evaluate(node.operand, x, y, modulus) % modulus
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-        exponent = node.right
-        if not (
-            isinstance(exponent, ast.Constant)
-            and type(exponent.value) is int
-            and 0 <= exponent.value <= MAX_EXPONENT
-        ):
-            raise GroupError(
-                f"exponent {ast.unparse(exponent)!r} must be an integer 0..{MAX_EXPONENT}"
-            )
-        base, power = _evaluate(node.left, x, y, modulus), 1
-        for _ in range(exponent.value):  # reduce each step so int64 never overflows
-            power = power * base % modulus
-        return power
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPS:
-        left = _evaluate(node.left, x, y, modulus)
-        right = _evaluate(node.right, x, y, modulus)
-        return _BINARY_OPS[type(node.op)](left, right) % modulus
-    raise GroupError(
-        f"{ast.unparse(node)!r} is not allowed: use x, y, integers, + - * ( ) and ** with a "
-        f"constant exponent 0..{MAX_EXPONENT}"
-    )
-
-
-def expression_table(expression: str, modulus: int) -> np.ndarray:
-    """table[x, y] = expression(x, y) mod modulus, from a whitelist walk of its syntax tree."""
-    if len(expression) > MAX_EXPRESSION_CHARS:
-        raise GroupError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as err:
-        raise GroupError(f"cannot parse expression {expression!r}: {err.msg}") from None
-    elements = np.arange(modulus, dtype=np.int64)
-    values = _evaluate(tree.body, elements[:, None], elements[None, :], modulus)
-    return np.broadcast_to(values, (modulus, modulus)).astype(np.int32)
+def special_linear_table(p: int) -> np.ndarray:
+    """SL(2, p): element i is the i-th matrix A of determinant 1 in increasing order of the entries
+    (a, b, c, d) of A - I mod p read as base-p digits, so the identity is element 0."""
+    shifted = np.array(list(itertools.product(range(p), repeat=4)))  # A - I, in increasing order
+    a, b, c, d = ((shifted + [1, 0, 0, 1]) % p).T
+    keep = (a * d - b * c) % p == 1
+    matrices = np.stack([a, b, c, d], axis=1)[keep].reshape(-1, 2, 2)
+    place = p ** np.arange(3, -1, -1)
+    products = np.einsum("xij,yjk->xyik", matrices, matrices) - np.eye(2, dtype=int)  # A·B - I
+    codes = (products % p).reshape(len(matrices), len(matrices), 4) @ place
+    return np.searchsorted(shifted[keep] @ place, codes).astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,6 +263,15 @@ def expression_table(expression: str, modulus: int) -> np.ndarray:
 
 def _is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def _cyclic(spec: str, n: int) -> Group:
+    if n < 2:
+        raise _spec_error(spec, f"a cyclic group needs order >= 2, got {n}")
+    if n > MAX_ORDER:  # checked before the order² table is built
+        raise _spec_error(spec, f"order {n} is above the limit {MAX_ORDER}")
+    elements = np.arange(n)
+    return group_from_table(spec, f"Z_{n}", (elements[:, None] + elements) % n)
 
 
 def _multiplicative(spec: str, p: int) -> Group:
@@ -385,6 +315,39 @@ def _permutation_group(spec: str, n: int, alternating: bool) -> Group:
     return group_from_table(spec, f"{letter}_{n} ({word} group on {n} points)", table)
 
 
+def _special_linear(spec: str, p: int) -> Group:
+    if not _is_prime(p) or p * (p * p - 1) > MAX_ORDER:
+        raise _spec_error(spec, f"SL2:P needs a prime P with P(P²-1) <= {MAX_ORDER} "
+                          f"(P = 2, 3, 5, 7 or 11), got {p}")
+    name = f"SL(2,{p}) (matrices of determinant 1 mod {p})"
+    return group_from_table(spec, name, special_linear_table(p))
+
+
+def _direct_product(spec: str, parts: list[str]) -> Group:
+    """Element i0 + |G0|·i1 + |G0|·|G1|·i2 + ... is (g_i0, g_i1, ...), factor 0 least significant,
+    enumerated as itertools.product over the factors' own enumerations with factor 0 outermost:
+    for cyclic factors, the paper's mixed radix."""
+    factors = []
+    for part in parts:
+        try:
+            factors.append(parse_group(part))
+        except GroupError as err:
+            raise _spec_error(spec, f"factor {part!r}: {err.problem}") from None
+    order = math.prod(factor.order for factor in factors)
+    if order > MAX_ORDER:  # checked before the order² table is built
+        raise _spec_error(spec, f"order {order} is above the limit {MAX_ORDER}")
+    table, enumeration = factors[0].table, factors[0].enumeration
+    for factor in factors[1:]:
+        n = len(table)  # [b, a, b', a'] = (a·a') + n·(b·b'): rows and columns a + n·b
+        table = table[None, :, None, :] + n * factor.table[:, None, :, None]
+        table = table.reshape(n * factor.order, n * factor.order)
+        enumeration = (enumeration[:, None] + n * factor.enumeration).reshape(-1)
+    check_group(table)
+    name = " x ".join(f"({factor.name})" if " " in factor.name else factor.name
+                      for factor in factors)
+    return Group(spec, name, order, table, enumeration, all(f.abelian for f in factors))
+
+
 def _expression(spec: str, expression: str, modulus: int) -> Group:
     if not 2 <= modulus <= MAX_ORDER:
         raise _spec_error(spec, f"expr needs a modulus 2 <= M <= {MAX_ORDER}, got {modulus}")
@@ -395,17 +358,19 @@ def _expression(spec: str, expression: str, modulus: int) -> Group:
     name = f"{expression.strip()} mod {modulus} (not a group)"
     abelian = bool(np.array_equal(table, table.T))  # here: commutative
     enumeration = np.arange(modulus, dtype=np.int32)
-    return Group(spec, name, modulus, table, enumeration, abelian, (), is_group=False)
+    return Group(spec, name, modulus, table, enumeration, abelian, is_group=False)
 
 
 _EXPRESSION = re.compile(r"^expr:(?P<body>.+)\bmod\s*(?P<modulus>\d+)\s*$", re.DOTALL)
 _FAMILY_PATTERNS = [
+    (re.compile(r"^(\d+)$"), _cyclic),
     (re.compile(r"^mul(\d+)$", re.IGNORECASE), _multiplicative),
     (re.compile(r"^dihedral(\d+)$", re.IGNORECASE), _dihedral),
     (re.compile(r"^dicyclic(\d+)$", re.IGNORECASE), _dicyclic),
     (re.compile(r"^semidirect:(\d+):(\d+):(\d+)$", re.IGNORECASE), _semidirect),
     (re.compile(r"^S(\d+)$", re.IGNORECASE), partial(_permutation_group, alternating=False)),
     (re.compile(r"^A(\d+)$", re.IGNORECASE), partial(_permutation_group, alternating=True)),
+    (re.compile(r"^SL2:(\d+)$", re.IGNORECASE), _special_linear),
 ]
 
 
@@ -419,26 +384,10 @@ def parse_group(spec: str) -> Group:
     if expression:
         return _expression(raw, expression["body"], int(expression["modulus"]))
     text = raw.replace(" ", "")
+    if "x" in text and not text.startswith("expr:"):  # no family word holds an "x"
+        return _direct_product(text, text.split("x"))
     for pattern, build in _FAMILY_PATTERNS:
         match = pattern.match(text)
         if match:
             return build(text, *(int(g) for g in match.groups()))
-    if not _PRODUCT.match(text):
-        raise _spec_error(spec, "unknown group")
-    orders = tuple(int(o) for o in text.split("x"))
-    if any(o < 2 for o in orders):
-        raise _spec_error(spec, f"every cyclic factor needs order >= 2, got {orders}")
-    if math.prod(orders) > MAX_ORDER:  # checked before the order² table is built
-        raise _spec_error(spec, f"order {math.prod(orders)} is above the limit {MAX_ORDER}")
-    group = cyclic_product(orders, text)
-    check_group(group.table)
-    return group
-
-
-def nonabelian_dk2_groups(max_order: int = 128) -> list[str]:
-    """One non-abelian group with largest irrep degree 2 per available order <= max_order.
-
-    Irrep degrees divide |G| and a non-abelian group has an irrep of degree >= 2, so odd orders
-    have none, and groups of order < 6 are abelian; the dihedral group of order N has largest
-    degree 2 for every even N >= 6. So the dihedral groups already cover every possible order."""
-    return [f"dihedral{order}" for order in range(6, max_order + 1, 2)]
+    raise _spec_error(spec, "unknown group")
