@@ -27,7 +27,11 @@ from grokjax import config, stats
 
 CONFIG_COLUMNS = config.CONDITION_COLUMNS  # the columns that define an experimental condition
 LAW_COLUMNS = ("law", "condition", "value", "lo", "hi", "predicted", "prediction",
-               "contains", "verdict", "n_runs")
+               "contains", "verdict", "assumes", "n_runs")
+# A verdict is one of three: the CI contains the prediction, it excludes it, or the data cannot
+# test it here (and the verdict says why: a width below Theorem 3's, a boundary that moves with
+# the step budget, a misfit beyond the model, a sufficient condition, another optimizer...).
+CONSISTENT, REJECTED, NOT_A_TEST = "consistent", "rejected", "not a test here"
 
 
 def no_exclusions() -> pd.DataFrame:
@@ -45,7 +49,7 @@ class FitResult:
     excluded: pd.DataFrame = field(default_factory=no_exclusions)
     method: str = ""
     # The predictions this fit tests, one row each (LAW_COLUMNS): measured value and CI, the
-    # paper's prediction and whether the CI contains it.
+    # paper's prediction, whether the CI contains it, the verdict and what it assumes.
     laws: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LAW_COLUMNS))
 
     @property
@@ -53,10 +57,10 @@ class FitResult:
         return self.status in ("ok", "partial")
 
     def verdict(self, law: str, condition: str = "") -> str:
-        """'CI excludes 2; CI contains 1' for a law this fit tested, '' where it did not."""
-        rows = self.laws[(self.laws["law"] == law) & (self.laws["condition"] == condition)
-                         & self.laws["contains"].notna()]
-        return "; ".join(ci_text(row.contains, row.predicted) for row in rows.itertuples())
+        """The verdicts of a law this fit tested, e.g. 'consistent: CI contains 1', joined by
+        '; '; '' where it did not test it."""
+        rows = self.laws[(self.laws["law"] == law) & (self.laws["condition"] == condition)]
+        return "; ".join(rows["verdict"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,13 +146,19 @@ def with_wilson(cells: pd.DataFrame, level: float) -> pd.DataFrame:
 
 
 def law_row(law: str, condition: str, value: float, lo: float, hi: float, predicted: float,
-            prediction: str, n_runs: int) -> dict[str, object]:
-    """One tested prediction: the measured value, its CI, and whether the CI contains it."""
+            prediction: str, n_runs: int, *, assumes: str = "",
+            not_a_test: str = "") -> dict[str, object]:
+    """One prediction confronted with the data: the measured value, its CI, whether the CI
+    contains the prediction, and the verdict: ``consistent``, ``rejected``, or ``not a test
+    here`` with its reason (``not_a_test``; also when there is no CI). ``assumes`` names what
+    the verdict takes for granted (e.g. "boundaries at 3000 steps"), printed beside it."""
     contains = bool(lo <= predicted <= hi) if np.isfinite([lo, hi]).all() else None
-    verdict = ("no CI" if contains is None else
-               f"{'consistent' if contains else 'rejected'}: {ci_text(contains, predicted)}")
+    if not_a_test or contains is None:
+        verdict = f"{NOT_A_TEST}: {not_a_test or 'no CI'}"
+    else:
+        verdict = f"{CONSISTENT if contains else REJECTED}: {ci_text(contains, predicted)}"
     return dict(zip(LAW_COLUMNS, (law, condition, value, lo, hi, predicted, prediction, contains,
-                                  verdict, n_runs), strict=True))
+                                  verdict, assumes, n_runs), strict=True))
 
 
 def ci_text(contains: bool, predicted: float) -> str:

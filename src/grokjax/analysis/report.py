@@ -24,7 +24,8 @@ def law_table(fits: dict[str, FitResult], level: float) -> list[str]:
                                     zip(table["predicted"], table["prediction"], strict=True)])
     return [markdown_table(table, {
         "law": "law", "condition": "condition", "measured": f"measured [{level:.0%} CI]",
-        "predicted": "paper's prediction", "verdict": "verdict", "n_runs": "runs"}), ""]
+        "predicted": "paper's prediction", "verdict": "verdict", "assumes": "assuming",
+        "n_runs": "runs"}), ""]
 
 
 def _provenance_section(provenance: dict | None) -> list[str]:
