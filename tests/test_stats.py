@@ -76,3 +76,48 @@ def test_weighted_least_squares_widens_by_the_reduced_chi2():
     assert chi2 > 1
     se = np.sqrt(np.diag(np.linalg.inv(design.T @ design)) * chi2)
     np.testing.assert_allclose(hi - coef, distributions.t.ppf(0.975, 3) * se, rtol=1e-9)
+
+
+def simulated_grok_times(rng, runs=40, slope=-1.0, scale=0.5, every=50, budget=800):
+    """Grokking steps t = exp(3 + slope·log10 η + scale·ε), seen only at evaluations every
+    ``every`` steps until ``budget``: (previous evaluation, first evaluation at or after t], or
+    (budget, inf) for a run that ended first."""
+    x = np.log10(rng.choice([1e-4, 3e-4, 1e-3, 3e-3], runs))
+    seen = np.ceil(np.exp(3 + slope * x + scale * rng.normal(size=runs)) / every) * every
+    lower = np.where(seen <= budget, seen - every, budget)
+    upper = np.where(seen <= budget, seen, np.inf)
+    return np.column_stack([np.ones(runs), x]), lower, upper
+
+
+def test_censored_fit_of_exact_times_is_least_squares():
+    """With every time exact, the log-normal AFT maximum likelihood is OLS of log t (and its σ
+    the root mean square residual)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 0, 200)
+    times = np.exp(2.0 - 0.8 * x + 0.3 * rng.normal(size=200))
+    design = np.column_stack([np.ones_like(x), x])
+    fit = stats.interval_censored_lognormal(times, times, design)
+    ols, *_ = np.linalg.lstsq(design, np.log(times), rcond=None)
+    np.testing.assert_allclose(fit.coef, ols, rtol=1e-6)
+    np.testing.assert_allclose(fit.sigma, np.sqrt(np.mean((np.log(times) - design @ ols) ** 2)),
+                               rtol=1e-6)
+    assert fit.converged and fit.n_events == 200 and fit.n_censored == 0
+
+
+def test_censored_fit_covers_the_slope_where_dropping_the_censored_runs_does_not():
+    """300 simulated sweeps with ~30% of runs ending before they grok and grok steps known to
+    50 steps: the 95% interval of the censored fit covers the true slope in 92-98% of them; OLS
+    on the runs that grokked (what treating the others as failures amounts to) covers it in
+    under half."""
+    rng = np.random.default_rng(1)
+    censored_hits = naive_hits = 0
+    replicates = 300
+    for _ in range(replicates):
+        design, lower, upper = simulated_grok_times(rng)
+        fit = stats.interval_censored_lognormal(lower, upper, design)
+        censored_hits += fit.lo[1] <= -1.0 <= fit.hi[1]
+        grokked = np.isfinite(upper)
+        line = stats.ols(design[grokked, 1], np.log(upper[grokked]))
+        naive_hits += line.slope_lo <= -1.0 <= line.slope_hi
+    assert 0.92 <= censored_hits / replicates <= 0.98
+    assert naive_hits / replicates < 0.5

@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from scipy.special import expit
+from scipy import optimize, special, stats
 
 MIN_DISTINCT_X = 3  # a line through two points fits exactly: no test of the form, no honest CI
 _MAX_NEWTON_STEP = 2.0  # keeps Newton from overshooting while a replicate is near separation
@@ -96,7 +95,7 @@ def firth_logistic(design: np.ndarray, n: np.ndarray, k: np.ndarray, max_iter: i
     beta = np.zeros((k.shape[0], design.shape[1]))
     step = np.full_like(beta, np.inf)
     for _ in range(max_iter):
-        prob = expit(beta @ design.T)  # (replicates, cells)
+        prob = special.expit(beta @ design.T)  # (replicates, cells)
         weight = n * prob * (1 - prob)
         information = np.einsum("rc,ci,cj->rij", weight, design, design)
         try:
@@ -114,3 +113,103 @@ def firth_logistic(design: np.ndarray, n: np.ndarray, k: np.ndarray, max_iter: i
         if np.nanmax(np.abs(step), initial=0.0) < tol:
             break
     return beta, np.isfinite(beta).all(axis=1) & (np.abs(step).max(axis=1) < tol)
+
+
+@dataclass(frozen=True)
+class CensoredFit:
+    """A log-normal accelerated-failure-time fit: log T = design·coef + sigma·ε, ε ~ N(0, 1)."""
+
+    coef: np.ndarray  # (params,)
+    lo: np.ndarray  # Wald interval at the requested level, from the observed information
+    hi: np.ndarray
+    se: np.ndarray
+    sigma: float
+    log_likelihood: float
+    converged: bool
+    n_events: int  # observations with a finite upper bound (the event happened by then)
+    n_censored: int  # right-censored: still waiting at their lower bound
+
+
+def _log_interval_probability(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """log(Φ(high) − Φ(low)) for low < high, accurate in either tail."""
+    upper_tail = low > 0  # both in the upper tail: Φ(high) − Φ(low) = Φ(−low) − Φ(−high)
+    a = np.where(upper_tail, -high, low)
+    b = np.where(upper_tail, -low, high)
+    log_b, log_a = special.log_ndtr(b), special.log_ndtr(a)
+    with np.errstate(divide="ignore"):
+        return log_b + np.log1p(-np.exp(log_a - log_b))
+
+
+def interval_censored_lognormal(lower: np.ndarray, upper: np.ndarray, design: np.ndarray,
+                                level: float = 0.95) -> CensoredFit:
+    """Maximum likelihood of a log-normal AFT model for event times known only to intervals.
+
+    Observation i happened in (lower_i, upper_i]: ``upper`` = inf for a right-censored one
+    (still waiting when observed last), ``lower`` = 0 for one that had happened by its first
+    look, ``lower == upper`` for an exact time. Each contributes log P(lower < T ≤ upper) (its
+    density when exact), so an event seen at an evaluation counts as "between the previous
+    evaluation and this one" and a run that ended first as "later than its last step", never as
+    a failure. The interval on each coefficient is Wald's, from the observed information (the
+    Hessian of the log-likelihood at the optimum, by central differences of the analytic
+    gradient).
+
+    This is what lifelines' ``LogNormalAFTFitter.fit_interval_censoring`` fits; it is written
+    here on scipy because lifelines pins pandas < 3, which would downgrade every user's pandas.
+    """
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    design = np.asarray(design, float)
+    exact = lower == upper
+    with np.errstate(divide="ignore"):
+        log_lower, log_upper = np.log(lower), np.log(upper)
+    params = design.shape[1]
+
+    def negative_log_likelihood_and_gradient(theta):
+        coef, log_sigma = theta[:params], theta[params]
+        sigma = np.exp(log_sigma)
+        mean = design @ coef
+        z_low, z_high = (log_lower - mean) / sigma, (log_upper - mean) / sigma
+        z_exact = np.where(exact, z_high, 0.0)
+        log_p = np.where(exact, -log_sigma - 0.5 * z_exact**2 - 0.5 * np.log(2 * np.pi)
+                         - np.where(exact, log_upper, 0.0),
+                         _log_interval_probability(np.where(exact, -1.0, z_low),
+                                                   np.where(exact, 1.0, z_high)))
+        # d log P / d mean and d log P / d log sigma; φ(z)/P in log space, z·φ(z) → 0 at ±∞
+        log_density = stats.norm.logpdf
+        ratio_high = np.exp(log_density(z_high) - log_p)
+        ratio_low = np.exp(log_density(z_low) - log_p)
+        z_phi = (np.where(np.isfinite(z_high), z_high, 0.0) * ratio_high
+                 - np.where(np.isfinite(z_low), z_low, 0.0) * ratio_low)
+        d_mean = np.where(exact, z_exact / sigma, -(ratio_high - ratio_low) / sigma)
+        d_log_sigma = np.where(exact, z_exact**2 - 1.0, -z_phi)
+        gradient = np.concatenate([design.T @ d_mean, [d_log_sigma.sum()]])
+        return -log_p.sum(), -gradient
+
+    start_times = np.where(np.isfinite(upper), np.where(exact, upper,
+                                                        np.sqrt(np.maximum(lower, 1e-300) * upper)),
+                           lower)
+    start_times = np.maximum(start_times, np.finfo(float).tiny)
+    start, *_ = np.linalg.lstsq(design, np.log(start_times), rcond=None)
+    residual_scale = np.std(np.log(start_times) - design @ start) or 1.0
+    theta0 = np.concatenate([start, [np.log(residual_scale)]])
+    result = optimize.minimize(negative_log_likelihood_and_gradient, theta0, jac=True,
+                               method="BFGS", options={"gtol": 1e-8, "maxiter": 1000})
+    theta = result.x
+    step = 1e-5 * np.maximum(1.0, np.abs(theta))
+    hessian = np.empty((len(theta), len(theta)))
+    for j in range(len(theta)):
+        shift = np.zeros_like(theta)
+        shift[j] = step[j]
+        hessian[:, j] = (negative_log_likelihood_and_gradient(theta + shift)[1]
+                         - negative_log_likelihood_and_gradient(theta - shift)[1]) / (2 * step[j])
+    hessian = (hessian + hessian.T) / 2
+    try:
+        covariance = np.linalg.inv(hessian)
+        se = np.sqrt(np.diag(covariance))[:params]
+    except np.linalg.LinAlgError:
+        se = np.full(params, np.nan)
+    half = stats.norm.ppf(0.5 + level / 2) * se
+    coef = theta[:params]
+    converged = bool(result.success or np.abs(result.jac).max() < 1e-4) and np.isfinite(se).all()
+    return CensoredFit(coef, coef - half, coef + half, se, float(np.exp(theta[params])),
+                       float(-result.fun), converged, int(np.isfinite(upper).sum()),
+                       int((~np.isfinite(upper)).sum()))
