@@ -4,6 +4,7 @@ about runs tables."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,13 +59,14 @@ def ols(x, y, level: float = 0.95) -> Line:
 
 
 def weighted_least_squares(design: np.ndarray, y: np.ndarray, weight: np.ndarray,
-                           level: float = 0.95):
+                           level: float = 0.95, t_quantiles: bool = False):
     """Weighted least squares with known variances 1/weight: (coef, lo, hi, reduced chi²).
 
     The covariance is scaled by the reduced chi² when it exceeds 1 (Birge ratio), so scatter
     beyond the per-point errors — a law that does not quite hold — widens the interval instead
     of being ignored; the scale is then estimated from the residuals, so the interval uses the
-    t distribution with the residual degrees of freedom instead of the normal."""
+    t distribution with the residual degrees of freedom instead of the normal. ``t_quantiles``
+    uses t whatever the chi², for weights that hold an estimated variance."""
     dof = len(y) - design.shape[1]
     if dof < 1 or np.linalg.matrix_rank(design) < design.shape[1]:
         nan = np.full(design.shape[1], np.nan)
@@ -73,7 +75,7 @@ def weighted_least_squares(design: np.ndarray, y: np.ndarray, weight: np.ndarray
     coef = covariance @ design.T @ (weight * y)
     residual = y - design @ coef
     chi2_dof = float(weight @ residual**2 / dof)
-    quantile = (stats.t.ppf(0.5 + level / 2, dof) if chi2_dof > 1
+    quantile = (stats.t.ppf(0.5 + level / 2, dof) if chi2_dof > 1 or t_quantiles
                 else stats.norm.ppf(0.5 + level / 2))
     half = quantile * np.sqrt(np.diag(covariance) * max(1.0, chi2_dof))
     return coef, coef - half, coef + half, chi2_dof
@@ -140,6 +142,79 @@ def _log_interval_probability(low: np.ndarray, high: np.ndarray) -> np.ndarray:
         return log_b + np.log1p(-np.exp(log_a - log_b))
 
 
+class _CensoredLikelihood:
+    """The log-normal AFT log-likelihood of interval-censored times (see
+    ``interval_censored_lognormal``) for any mean μ(params) of log T with its Jacobian, and its
+    maximisation; the linear law and the threshold law below differ only in μ."""
+
+    def __init__(self, lower, upper, mean: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]):
+        self.lower, self.upper = np.asarray(lower, float), np.asarray(upper, float)
+        self.exact = self.lower == self.upper
+        with np.errstate(divide="ignore"):
+            self.log_lower, self.log_upper = np.log(self.lower), np.log(self.upper)
+        self.mean = mean
+
+    def negative_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """−log-likelihood and its gradient at theta = (mean parameters, log sigma). A mean of
+        +inf (an event that never comes) gives a censored observation probability 1."""
+        exact, log_sigma = self.exact, theta[-1]
+        sigma = np.exp(log_sigma)
+        mean, jacobian = self.mean(theta[:-1])
+        with np.errstate(invalid="ignore"):
+            z_low, z_high = (self.log_lower - mean) / sigma, (self.log_upper - mean) / sigma
+        z_high = np.where(np.isposinf(self.upper), np.inf, z_high)  # inf − inf: still waiting
+        z_exact = np.where(exact, z_high, 0.0)
+        log_p = np.where(exact, -log_sigma - 0.5 * z_exact**2 - 0.5 * np.log(2 * np.pi)
+                         - np.where(exact, self.log_upper, 0.0),
+                         _log_interval_probability(np.where(exact, -1.0, z_low),
+                                                   np.where(exact, 1.0, z_high)))
+        # d log P / d mean and d log P / d log sigma; φ(z)/P in log space, z·φ(z) → 0 at ±∞
+        log_density = stats.norm.logpdf
+        ratio_high = np.exp(log_density(z_high) - log_p)
+        ratio_low = np.exp(log_density(z_low) - log_p)
+        z_phi = (np.where(np.isfinite(z_high), z_high, 0.0) * ratio_high
+                 - np.where(np.isfinite(z_low), z_low, 0.0) * ratio_low)
+        d_mean = np.where(exact, z_exact / sigma, -(ratio_high - ratio_low) / sigma)
+        d_log_sigma = np.where(exact, z_exact**2 - 1.0, -z_phi)
+        gradient = np.concatenate([jacobian.T @ d_mean, [d_log_sigma.sum()]])
+        return -log_p.sum(), -gradient
+
+    def start_times(self) -> np.ndarray:
+        """A time per observation to start from: exact, the geometric middle of an interval, or
+        the lower bound of a censored one."""
+        lower, upper = self.lower, self.upper
+        middle = np.sqrt(np.maximum(lower, 1e-300) * upper)
+        times = np.where(np.isfinite(upper), np.where(self.exact, upper, middle), lower)
+        return np.maximum(times, np.finfo(float).tiny)
+
+    def maximise(self, theta0: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
+        """(theta, covariance from the observed information, log-likelihood, converged); the
+        Hessian by central differences of the analytic gradient."""
+        result = optimize.minimize(self.negative_and_gradient, theta0, jac=True, method="BFGS",
+                                   options={"gtol": 1e-8, "maxiter": 2000})
+        theta = result.x
+        step = 1e-5 * np.maximum(1.0, np.abs(theta))
+        hessian = np.empty((len(theta), len(theta)))
+        for j in range(len(theta)):
+            shift = np.zeros_like(theta)
+            shift[j] = step[j]
+            hessian[:, j] = (self.negative_and_gradient(theta + shift)[1]
+                             - self.negative_and_gradient(theta - shift)[1]) / (2 * step[j])
+        try:
+            covariance = np.linalg.inv((hessian + hessian.T) / 2)
+        except np.linalg.LinAlgError:
+            covariance = np.full_like(hessian, np.nan)
+        converged = bool(result.success or np.abs(result.jac).max() < 1e-4)
+        return theta, covariance, float(-result.fun), converged
+
+
+def _wald(coef: np.ndarray, covariance: np.ndarray, level: float):
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.diag(covariance))[:len(coef)]
+    half = stats.norm.ppf(0.5 + level / 2) * se
+    return se, coef - half, coef + half
+
+
 def interval_censored_lognormal(lower: np.ndarray, upper: np.ndarray, design: np.ndarray,
                                 level: float = 0.95) -> CensoredFit:
     """Maximum likelihood of a log-normal AFT model for event times known only to intervals.
@@ -156,60 +231,218 @@ def interval_censored_lognormal(lower: np.ndarray, upper: np.ndarray, design: np
     This is what lifelines' ``LogNormalAFTFitter.fit_interval_censoring`` fits; it is written
     here on scipy because lifelines pins pandas < 3, which would downgrade every user's pandas.
     """
-    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     design = np.asarray(design, float)
-    exact = lower == upper
-    with np.errstate(divide="ignore"):
-        log_lower, log_upper = np.log(lower), np.log(upper)
+    likelihood = _CensoredLikelihood(lower, upper, lambda coef: (design @ coef, design))
+    log_times = np.log(likelihood.start_times())
+    start, *_ = np.linalg.lstsq(design, log_times, rcond=None)
+    residual_scale = np.std(log_times - design @ start) or 1.0
+    theta, covariance, log_likelihood, converged = likelihood.maximise(
+        np.concatenate([start, [np.log(residual_scale)]]))
+    coef = theta[:-1]
+    se, lo, hi = _wald(coef, covariance, level)
+    return CensoredFit(coef, lo, hi, se, float(np.exp(theta[-1])), log_likelihood,
+                       converged and bool(np.isfinite(se).all()),
+                       int(np.isfinite(likelihood.upper).sum()),
+                       int((~np.isfinite(likelihood.upper)).sum()))
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    """log T = design·coef − nu·log(x/θ_g − 1) + sigma·ε above each group's threshold θ_g; the
+    event never comes at x ≤ θ_g. ``fit.coef`` ends with nu."""
+
+    fit: CensoredFit
+    threshold: np.ndarray  # θ_g, per group in ``groups`` order
+    threshold_lo: np.ndarray
+    threshold_hi: np.ndarray
+    groups: np.ndarray
+
+
+def threshold_censored_lognormal(lower, upper, design, x, group,
+                                 level: float = 0.95) -> ThresholdFit:
+    """Interval-censored log-normal times that diverge at a threshold of x, one per group:
+    log T = design·coef − nu·log(x/θ_g − 1) + sigma·ε for x > θ_g, and T = ∞ for x ≤ θ_g (e.g.
+    grokking time against the train fraction x, which diverges at the boundary θ_g of a group).
+
+    Observations as in ``interval_censored_lognormal``: a censored one at x ≤ θ_g has
+    probability 1, an event at x ≤ θ_g is impossible, so θ_g lies below the smallest x of the
+    group's events (each θ_g is fitted as that bound times a logistic). Maximum likelihood over
+    coef, nu, sigma and every θ_g jointly; Wald intervals from the observed information, each
+    θ_g's on the logistic scale and mapped back (so it stays below the bound).
+    """
+    design, x = np.asarray(design, float), np.asarray(x, float)
+    upper = np.asarray(upper, float)
+    groups, index = np.unique(np.asarray(group), return_inverse=True)
+    happened = np.isfinite(upper)
+    cap = np.array([x[(index == g) & happened].min(initial=np.inf) for g in range(len(groups))])
+    if not np.isfinite(cap).all():
+        raise ValueError("every group needs an event (a finite upper bound) to bound its θ")
     params = design.shape[1]
 
-    def negative_log_likelihood_and_gradient(theta):
-        coef, log_sigma = theta[:params], theta[params]
-        sigma = np.exp(log_sigma)
-        mean = design @ coef
-        z_low, z_high = (log_lower - mean) / sigma, (log_upper - mean) / sigma
-        z_exact = np.where(exact, z_high, 0.0)
-        log_p = np.where(exact, -log_sigma - 0.5 * z_exact**2 - 0.5 * np.log(2 * np.pi)
-                         - np.where(exact, log_upper, 0.0),
-                         _log_interval_probability(np.where(exact, -1.0, z_low),
-                                                   np.where(exact, 1.0, z_high)))
-        # d log P / d mean and d log P / d log sigma; φ(z)/P in log space, z·φ(z) → 0 at ±∞
-        log_density = stats.norm.logpdf
-        ratio_high = np.exp(log_density(z_high) - log_p)
-        ratio_low = np.exp(log_density(z_low) - log_p)
-        z_phi = (np.where(np.isfinite(z_high), z_high, 0.0) * ratio_high
-                 - np.where(np.isfinite(z_low), z_low, 0.0) * ratio_low)
-        d_mean = np.where(exact, z_exact / sigma, -(ratio_high - ratio_low) / sigma)
-        d_log_sigma = np.where(exact, z_exact**2 - 1.0, -z_phi)
-        gradient = np.concatenate([design.T @ d_mean, [d_log_sigma.sum()]])
-        return -log_p.sum(), -gradient
+    def mean(theta):
+        coef, nu, logit = theta[:params], theta[params], theta[params + 1:]
+        share = special.expit(logit)
+        threshold = cap * share
+        above = x > threshold[index]
+        gap = np.where(above, x - threshold[index], 1.0)
+        log_distance = np.where(above, np.log(gap / threshold[index]), 0.0)
+        mu = np.where(above, design @ coef - nu * log_distance, np.inf)
+        # d mu / d logit_g = nu·x·(1 − share)/(x − θ) for the group's observations above θ
+        slope = np.where(above, nu * x * (1 - share[index]) / gap, 0.0)
+        jacobian = np.concatenate([np.where(above[:, None], design, 0.0),
+                                   -np.where(above, log_distance, 0.0)[:, None],
+                                   slope[:, None] * (index[:, None] == np.arange(len(groups)))],
+                                  axis=1)
+        return mu, jacobian
 
-    start_times = np.where(np.isfinite(upper), np.where(exact, upper,
-                                                        np.sqrt(np.maximum(lower, 1e-300) * upper)),
-                           lower)
-    start_times = np.maximum(start_times, np.finfo(float).tiny)
-    start, *_ = np.linalg.lstsq(design, np.log(start_times), rcond=None)
-    residual_scale = np.std(np.log(start_times) - design @ start) or 1.0
-    theta0 = np.concatenate([start, [np.log(residual_scale)]])
-    result = optimize.minimize(negative_log_likelihood_and_gradient, theta0, jac=True,
-                               method="BFGS", options={"gtol": 1e-8, "maxiter": 1000})
-    theta = result.x
-    step = 1e-5 * np.maximum(1.0, np.abs(theta))
-    hessian = np.empty((len(theta), len(theta)))
-    for j in range(len(theta)):
-        shift = np.zeros_like(theta)
-        shift[j] = step[j]
-        hessian[:, j] = (negative_log_likelihood_and_gradient(theta + shift)[1]
-                         - negative_log_likelihood_and_gradient(theta - shift)[1]) / (2 * step[j])
-    hessian = (hessian + hessian.T) / 2
-    try:
-        covariance = np.linalg.inv(hessian)
-        se = np.sqrt(np.diag(covariance))[:params]
-    except np.linalg.LinAlgError:
-        se = np.full(params, np.nan)
-    half = stats.norm.ppf(0.5 + level / 2) * se
-    coef = theta[:params]
-    converged = bool(result.success or np.abs(result.jac).max() < 1e-4) and np.isfinite(se).all()
-    return CensoredFit(coef, coef - half, coef + half, se, float(np.exp(theta[params])),
-                       float(-result.fun), converged, int(np.isfinite(upper).sum()),
-                       int((~np.isfinite(upper)).sum()))
+    likelihood = _CensoredLikelihood(lower, upper, mean)
+    # Start: each threshold a tenth below its bound, coef and nu by least squares on the events.
+    logit0 = np.full(len(groups), special.logit(0.9))
+    log_distance = np.log(x / (0.9 * cap[index]) - 1, where=x > 0.9 * cap[index],
+                          out=np.zeros_like(x))
+    events = happened & (x > 0.9 * cap[index])
+    start_design = np.column_stack([design, -log_distance])[events]
+    log_times = np.log(likelihood.start_times()[events])
+    start, *_ = np.linalg.lstsq(start_design, log_times, rcond=None)
+    residual_scale = np.std(log_times - start_design @ start) or 1.0
+    theta, covariance, log_likelihood, converged = likelihood.maximise(
+        np.concatenate([start, logit0, [np.log(residual_scale)]]))
+    coef = theta[:params + 1]
+    se, lo, hi = _wald(coef, covariance, level)
+    logit = theta[params + 1:-1]
+    with np.errstate(invalid="ignore"):
+        logit_se = np.sqrt(np.diag(covariance))[params + 1:-1]
+    half = stats.norm.ppf(0.5 + level / 2) * logit_se
+    fit = CensoredFit(coef, lo, hi, se, float(np.exp(theta[-1])), log_likelihood,
+                      converged and bool(np.isfinite(se).all() and np.isfinite(logit_se).all()),
+                      int(happened.sum()), int((~happened).sum()))
+    return ThresholdFit(fit, cap * special.expit(logit), cap * special.expit(logit - half),
+                        cap * special.expit(logit + half), groups)
+
+
+# ---------------------------------------------------------------------------------------------
+# Laws across groups: each group's value is known to its own standard error, and the groups
+# scatter about any law by more than that (a law that holds only approximately). Both the fit and
+# the comparison of candidate predictors model that scatter, so a difference within it reads as
+# "cannot tell" instead of as a verdict.
+
+
+def _tau_grid(y: np.ndarray) -> np.ndarray:
+    """Between-point standard deviations to profile over: 0 and a log grid up to 3× the spread."""
+    spread = max(float(np.ptp(y)), 1e-6)
+    return np.concatenate([[0.0], np.geomspace(1e-3 * spread, 3 * spread, 100)])
+
+
+def _profile(y: np.ndarray, se: np.ndarray, design: np.ndarray, taus: np.ndarray,
+             restricted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(Restricted) log-likelihood of y_i = design_i·β + u_i + e_i, u ~ N(0, τ²), e ~ N(0, se_i²),
+    with β at its generalised least squares value for each τ: (replicates, taus) for y of shape
+    (replicates, points), and the β (replicates, taus, params)."""
+    variance = se**2 + taus[:, None] ** 2  # (taus, points)
+    weight = 1 / variance
+    weighted = weight[:, :, None] * design  # (taus, points, params)
+    information = np.swapaxes(weighted, 1, 2) @ design
+    inverse = np.linalg.inv(information)
+    beta = np.einsum("tij,tbj->bti", inverse, y @ weighted)  # y @ weighted: (taus, b, params)
+    residual = y[:, None, :] - beta @ design.T
+    log_likelihood = -0.5 * (np.log(2 * np.pi * variance).sum(axis=1)
+                             + (residual**2 * weight).sum(axis=2))
+    if restricted:  # REML: integrate β out, which removes ML's downward bias of τ
+        log_likelihood = log_likelihood - 0.5 * np.linalg.slogdet(information)[1]
+    return log_likelihood, beta
+
+
+@dataclass(frozen=True)
+class RandomEffectsFit:
+    """y = design·coef + u + e with u ~ N(0, tau²) between points and e ~ N(0, se²) within."""
+
+    coef: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    tau: float  # REML estimate of the scatter beyond the per-point errors
+    log_likelihood: float  # maximum (not restricted) likelihood, τ profiled: compares designs
+    dof: int
+
+
+def random_effects_regression(y, se, design, level: float = 0.95) -> RandomEffectsFit | None:
+    """Meta-regression of points known to their own standard errors ``se`` that scatter about
+    the law by an unknown tau more (e.g. one boundary per group against a group property).
+
+    tau is REML's; the coefficients are generalised least squares with variances se² + tau², and
+    their interval is Knapp and Hartung's: the covariance scaled by the residual mean square
+    (never below 1) with t quantiles on n − params degrees of freedom, which keeps its coverage
+    with a handful of points where the normal interval with tau plugged in falls short
+    (tests/test_stats.py). None when there are not more points than parameters.
+    """
+    y, se, design = (np.asarray(a, float) for a in (y, se, design))
+    dof = len(y) - design.shape[1]
+    if dof < 1 or np.linalg.matrix_rank(design) < design.shape[1]:
+        return None
+    taus = _tau_grid(y)
+    restricted, _ = _profile(y[None], se, design, taus, restricted=True)
+    tau = float(taus[np.argmax(restricted[0])])
+    coef, lo, hi, _ = weighted_least_squares(design, y, 1 / (se**2 + tau**2), level,
+                                             t_quantiles=True)
+    full, _ = _profile(y[None], se, design, taus, restricted=False)
+    return RandomEffectsFit(coef, lo, hi, tau, float(full.max()), dof)
+
+
+@dataclass(frozen=True)
+class PredictorComparison:
+    """Which of several candidate predictors x the data favour in y = a + b·x + u + e."""
+
+    names: tuple[str, ...]
+    log_likelihood: np.ndarray  # maximum likelihood of each candidate's law
+    weights: np.ndarray  # Akaike weights (every law has the same parameters: a, b, tau)
+    p_values: np.ndarray  # P(a likelihood gap ≥ the observed one | that candidate is the truth)
+    best: str  # the candidate of highest likelihood
+    favoured: str | None  # best, when every rival's p-value is below alpha; None: cannot tell
+    alpha: float
+
+    @property
+    def indistinct(self) -> tuple[str, ...]:
+        """The rivals the data cannot tell from the best (p-value ≥ alpha)."""
+        return tuple(name for name, p in zip(self.names, self.p_values, strict=True)
+                     if name != self.best and not p < self.alpha)
+
+
+def compare_predictors(y, se, predictors: dict[str, np.ndarray], alpha: float = 0.05,
+                       n_boot: int = 400, seed: int = 0) -> PredictorComparison:
+    """Compare laws y = a + b·x + u + e, one per candidate x in ``predictors``, u ~ N(0, tau²)
+    the scatter between points and e ~ N(0, se²) each point's own error.
+
+    The candidate of highest maximum likelihood is *favoured* only if the gap in log-likelihood
+    to every rival is larger than that rival, were it the truth, would produce by chance: a
+    parametric bootstrap (Cox's test for non-nested laws) draws ``n_boot`` data sets from each
+    rival's fitted law (REML tau) with the same se, refits both, and the rival's p-value is the
+    share of gaps at least as large as the observed one. Otherwise the comparison says which
+    rivals it cannot tell from the best. Identical predictors (or one an affine function of the
+    other) always read as "cannot tell"; Akaike weights are reported beside.
+    """
+    y, se = np.asarray(y, float), np.asarray(se, float)
+    names = tuple(predictors)
+    designs = {name: np.stack([np.ones_like(y), np.asarray(x, float)], 1)
+               for name, x in predictors.items()}
+    taus = _tau_grid(y)
+
+    def log_likelihoods(name, samples):
+        return _profile(samples, se, designs[name], taus, restricted=False)[0].max(axis=1)
+
+    observed = np.array([log_likelihoods(name, y[None])[0] for name in names])
+    best = names[int(np.argmax(observed))]
+    weights = np.exp(observed - observed.max())
+    rng = np.random.default_rng(seed)
+    p_values = np.full(len(names), np.nan)
+    for index, rival in enumerate(names):
+        if rival == best:
+            continue
+        restricted, beta = _profile(y[None], se, designs[rival], taus, restricted=True)
+        at = int(np.argmax(restricted[0]))
+        mean = designs[rival] @ beta[0, at]
+        samples = mean + rng.normal(size=(n_boot, len(y))) * np.sqrt(se**2 + taus[at] ** 2)
+        gaps = log_likelihoods(best, samples) - log_likelihoods(rival, samples)
+        gap = observed[names.index(best)] - observed[index]
+        p_values[index] = (1 + np.sum(gaps >= gap - 1e-9)) / (n_boot + 1)
+    favoured = best if np.all(np.isnan(p_values) | (p_values < alpha)) else None
+    return PredictorComparison(names, observed, weights / weights.sum(), p_values, best,
+                               favoured, alpha)
