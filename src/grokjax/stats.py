@@ -180,10 +180,10 @@ class _CensoredLikelihood:
         return -log_p.sum(), -gradient
 
     def start_times(self) -> np.ndarray:
-        """A time per observation to start from: exact, the geometric middle of an interval, or
-        the lower bound of a censored one."""
+        """A time per observation to start from: exact, the geometric middle of an interval
+        (half its upper bound when it starts at 0), or the lower bound of a censored one."""
         lower, upper = self.lower, self.upper
-        middle = np.sqrt(np.maximum(lower, 1e-300) * upper)
+        middle = np.where(lower > 0, np.sqrt(lower * upper), upper / 2)
         times = np.where(np.isfinite(upper), np.where(self.exact, upper, middle), lower)
         return np.maximum(times, np.finfo(float).tiny)
 
@@ -393,7 +393,7 @@ class PredictorComparison:
 
     names: tuple[str, ...]
     log_likelihood: np.ndarray  # maximum likelihood of each candidate's law
-    weights: np.ndarray  # Akaike weights (every law has the same parameters: a, b, tau)
+    weights: np.ndarray  # Akaike weights
     p_values: np.ndarray  # P(a likelihood gap ≥ the observed one | that candidate is the truth)
     best: str  # the candidate of highest likelihood
     favoured: str | None  # best, when every rival's p-value is below alpha; None: cannot tell
@@ -408,27 +408,30 @@ class PredictorComparison:
 
 def compare_predictors(y, se, predictors: dict[str, np.ndarray], alpha: float = 0.05,
                        n_boot: int = 400, seed: int = 0) -> PredictorComparison:
-    """Compare laws y = a + b·x + u + e, one per candidate x in ``predictors``, u ~ N(0, tau²)
-    the scatter between points and e ~ N(0, se²) each point's own error.
+    """Compare laws y = a + b·x + u + e, one per candidate x in ``predictors`` (a vector, or a
+    (points, k) array for a law in k variables), u ~ N(0, tau²) the scatter between points and
+    e ~ N(0, se²) each point's own error.
 
-    The candidate of highest maximum likelihood is *favoured* only if the gap in log-likelihood
-    to every rival is larger than that rival, were it the truth, would produce by chance: a
-    parametric bootstrap (Cox's test for non-nested laws) draws ``n_boot`` data sets from each
-    rival's fitted law (REML tau) with the same se, refits both, and the rival's p-value is the
-    share of gaps at least as large as the observed one. Otherwise the comparison says which
-    rivals it cannot tell from the best. Identical predictors (or one an affine function of the
-    other) always read as "cannot tell"; Akaike weights are reported beside.
+    The candidates are ranked by Akaike's criterion (log-likelihood less the number of
+    coefficients, the same for laws in one variable). The best is *favoured* only if its lead
+    over every rival is larger than that rival, were it the truth, would produce by chance: a
+    parametric bootstrap (Cox's test for non-nested laws; for nested ones, a likelihood-ratio
+    test) draws ``n_boot`` data sets from each rival's fitted law (REML tau) with the same se,
+    refits both, and the rival's p-value is the share of leads at least as large as the observed
+    one. Otherwise the comparison says which rivals it cannot tell from the best. Identical
+    predictors (or one an affine function of the other) always read as "cannot tell".
     """
     y, se = np.asarray(y, float), np.asarray(se, float)
     names = tuple(predictors)
-    designs = {name: np.stack([np.ones_like(y), np.asarray(x, float)], 1)
+    designs = {name: np.column_stack([np.ones_like(y), np.asarray(x, float)])
                for name, x in predictors.items()}
     taus = _tau_grid(y)
 
-    def log_likelihoods(name, samples):
-        return _profile(samples, se, designs[name], taus, restricted=False)[0].max(axis=1)
+    def scores(name, samples):  # maximum log-likelihood less the coefficients (AIC / -2)
+        log_likelihood = _profile(samples, se, designs[name], taus, restricted=False)[0]
+        return log_likelihood.max(axis=1) - designs[name].shape[1]
 
-    observed = np.array([log_likelihoods(name, y[None])[0] for name in names])
+    observed = np.array([scores(name, y[None])[0] for name in names])
     best = names[int(np.argmax(observed))]
     weights = np.exp(observed - observed.max())
     rng = np.random.default_rng(seed)
@@ -440,9 +443,10 @@ def compare_predictors(y, se, predictors: dict[str, np.ndarray], alpha: float = 
         at = int(np.argmax(restricted[0]))
         mean = designs[rival] @ beta[0, at]
         samples = mean + rng.normal(size=(n_boot, len(y))) * np.sqrt(se**2 + taus[at] ** 2)
-        gaps = log_likelihoods(best, samples) - log_likelihoods(rival, samples)
-        gap = observed[names.index(best)] - observed[index]
-        p_values[index] = (1 + np.sum(gaps >= gap - 1e-9)) / (n_boot + 1)
+        leads = scores(best, samples) - scores(rival, samples)
+        lead = observed[names.index(best)] - observed[index]
+        p_values[index] = (1 + np.sum(leads >= lead - 1e-9)) / (n_boot + 1)
     favoured = best if np.all(np.isnan(p_values) | (p_values < alpha)) else None
-    return PredictorComparison(names, observed, weights / weights.sum(), p_values, best,
+    log_likelihood = observed + np.array([designs[name].shape[1] for name in names])
+    return PredictorComparison(names, log_likelihood, weights / weights.sum(), p_values, best,
                                favoured, alpha)
