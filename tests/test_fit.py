@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from grokjax import groups
 from grokjax.analysis.boundary import (
     LAW_B,
     LAW_C,
@@ -15,6 +16,7 @@ from grokjax.analysis.boundary import (
 from grokjax.analysis.collapse import collapse
 from grokjax.analysis.core import as_float
 from grokjax.analysis.dynamics import STAGE_METRICS, stages
+from grokjax.analysis.grok_law import LAW_A, LAW_PRODUCT, grok_law
 from grokjax.analysis.irrep import irrep_scaling
 from grokjax.analysis.lr import lr_effect
 from grokjax.analysis.wd import LAW_ETA_ZERO, LAW_WD_SLOPE, wd_speed
@@ -28,6 +30,7 @@ PLANTED_WD_SLOPE = -1.0
 # Every runs-table column, with the value a synthetic run gets unless a generator sets it.
 DEFAULTS = {
     "sweep": "synthetic", "group_name": None, "group_abelian": True, "max_irrep_degree": 1,
+    "max_real_irrep_dim": 2, "irreps": "1R×1, 1C×2", "theorem3_width": 44,
     "num_ops": 2, "K": 512, "activation": "sqr", "loss": "mse", "optimizer": "adam", "lr": 5e-4,
     "weight_decay": 2e-4, "seed": 0, "critical_ratio_delta": np.nan, "steps": 3000,
     "eval_every": 10, "other_layers": 0, "ridge_lambda": np.nan,
@@ -38,6 +41,7 @@ DEFAULTS = {
     "diverged": False, "diverged_step": pd.NA, "wall_seconds": 1.0,
 }
 DTYPES = {"sweep": "string", "run_id": "string", "group": "string", "group_name": "string",
+          "irreps": "string",
           "step_train_acc_1": "Int64", "step_test_acc_050": "Int64", "step_test_acc_090": "Int64",
           "step_test_acc_095": "Int64", "step_test_acc_099": "Int64", "diverged_step": "Int64"}
 
@@ -407,46 +411,141 @@ def test_stages_median_band_and_stage_steps(rng):
     assert stages(runs, None).status == "unsupported"
 
 
-def irrep_runs(rng, exponent, constant=0.5, degrees=(1, 2, 3, 4, 6),
-               orders=(1009, 1013, 1019, 1021, 1031)):
-    """Planted boundary constants c = constant·d_k^exponent, one group per degree."""
-    tables = [boundary_runs(rng, orders=(order,), c=constant * degree**exponent, seeds=12)
-              .assign(max_irrep_degree=degree) for order, degree in zip(orders, degrees,
-                                                                         strict=True)]
+# The nine groups of sweeps/irrep.toml, whose largest complex degree d_k and real dimension
+# d_R the boundary can tell apart (dihedral and dicyclic share their degrees).
+IRREP_GROUPS = ("23", "dihedral20", "dicyclic20", "S3x3", "dihedral24", "dicyclic24", "S4",
+                "semidirect:7:3:2", "SL2:3")
+
+
+def irrep_runs(rng, variable="d_R", exponent=1.0, constant=0.5, specs=IRREP_GROUPS, seeds=12,
+               **boundary):
+    """Planted boundary constants c = constant·x^exponent, x the group's largest complex degree
+    (``d_k``) or real dimension (``d_R``), on the real groups' irrep columns."""
+    tables = []
+    for spec in specs:
+        group = groups.parse_group(spec)
+        facts = group.irrep_facts
+        x = facts.max_real_dim if variable == "d_R" else facts.max_degree
+        table = boundary_runs(rng, orders=(group.order,), c=constant * x**exponent, seeds=seeds,
+                              **boundary)
+        tables.append(table.assign(
+            group=spec, group_name=group.name, group_abelian=group.abelian,
+            max_irrep_degree=facts.max_degree, max_real_irrep_dim=facts.max_real_dim,
+            irreps=facts.description, theorem3_width=facts.theorem3_width, K=360))
     runs = pd.concat(tables, ignore_index=True)
-    return runs.assign(run_id=[f"run{i:05d}" for i in range(len(runs))])
+    return runs.assign(run_id=[f"run{i:05d}" for i in range(len(runs))]).astype(DTYPES)
 
 
-@pytest.mark.parametrize("planted, favoured, rejected", [(2.0, "d_k² (Theorem 4)", 1.0),
-                                                         (1.0, "d_k (code)", 2.0)])
-def test_irrep_scaling_recovers_the_planted_exponent(rng, planted, favoured, rejected):
-    runs = irrep_runs(rng, planted)
+@pytest.mark.parametrize("truth", ["d_R", "d_k"])
+def test_irrep_scaling_favours_the_planted_variable_and_shows_the_type_contrast(rng, truth):
+    runs = irrep_runs(rng, truth)
     result = irrep_scaling(generalization_boundary(runs, n_boot=200), runs)
-    row = result.table.iloc[0]
-    assert result.status == "ok" and row.n_groups == 5 and row.n_degrees == 5
-    assert row.exponent_lo <= planted <= row.exponent_hi and abs(row.exponent - planted) < 0.3
-    assert row.favoured == favoured
-    laws = result.laws.set_index("predicted")
-    assert laws.loc[planted, "contains"] and not laws.loc[rejected, "contains"]
+    table = result.table.set_index("candidate")
+    assert result.status == "ok" and table.loc["d_R", "n_groups"] == 9
+    if truth == "d_R":
+        assert (table["favoured"] == "d_R").all()
+    else:  # the code's d_k/2 differs from d_k only at Z_23 (1, where d_k/2 is 1/2): a tie
+        assert {table["best"].iloc[0], *table["indistinct"].iloc[0].split(", ")} >= {"d_k"}
+        assert "d_R" not in table["indistinct"].iloc[0]
+    assert table.loc[truth, "exponent_lo"] <= 1.0 <= table.loc[truth, "exponent_hi"]
+    assert table.loc["d_R & d_k", "message"].startswith("d_k to d_R alone:")
+    # dicyclic / dihedral: 2 under d_R, 1 under d_k (whose law row says so)
+    laws = result.laws.set_index("law")
+    for order in (20, 24):
+        pair = laws.loc[f"c ratio, same complex degrees: dicyclic{order} / dihedral{order}"]
+        assert pair["lo"] <= (2.0 if truth == "d_R" else 1.0) <= pair["hi"]
+        assert pair["verdict"].startswith("rejected" if truth == "d_R" else "consistent")
+    # Theorem 4 is sufficient: an exponent below 2 is no test of it
+    assert laws.loc["exponent of d_R in c = p*·M/ln M", "verdict"].startswith("not a test here")
+    assert "K ≥ Theorem 3's width for every group" in laws["assumes"].iloc[0]
+
+
+def test_irrep_scaling_cannot_tell_groups_that_do_not_separate_the_variables(rng):
+    """Groups whose d_k and d_R move together (all real irreps, plus Z_23 alone): the comparison
+    of d_k with d_R cannot be decided by Z_23 alone within the scatter."""
+    runs = irrep_runs(rng, "d_R", specs=("dihedral20", "dihedral24", "S4", "A4", "23"),
+                      seeds=4, width=0.6)
+    result = irrep_scaling(generalization_boundary(runs, n_boot=200), runs)
+    assert (result.table["favoured"] == "cannot tell").all()
+    assert "d_k" in result.table["indistinct"].iloc[0] or result.table["best"].iloc[0] == "d_k"
 
 
 def test_irrep_scaling_keeps_a_group_that_never_generalized_as_a_bound(rng):
-    runs = irrep_runs(rng, 2.0)
-    lost = runs[runs.max_irrep_degree == 6].index
-    runs.loc[lost, "generalized"] = False  # d_k = 6 never generalized on its grid
-    boundary = generalization_boundary(runs, n_boot=100)
-    result = irrep_scaling(boundary, runs)
-    assert result.table.iloc[0].n_groups == 4 and result.table.iloc[0].groups_never == "1031"
-    bound = result.detail.set_index("group").loc["1031"]
+    runs = irrep_runs(rng, "d_R")
+    lost = runs[runs.group == "S4"].index
+    runs.loc[lost, "generalized"] = False  # S4 never generalized on its grid
+    result = irrep_scaling(generalization_boundary(runs, n_boot=100), runs)
+    assert result.table.iloc[0].n_groups == 8
+    bound = result.detail.set_index("group").loc["S4"]
     largest_p = runs.loc[lost, "train_fraction"].max()
-    assert bound.c_bound == pytest.approx(largest_p * 1031 / np.log(1031))
-    assert np.isnan(bound.c)
-    # only the bounded group is judged: does a form's c at d_k = 6 fall below the bound?
-    assert result.detail.set_index("group").contradicts_code.notna().tolist() == [
-        group == "1031" for group in result.detail.group]
+    assert bound.c_bound == pytest.approx(largest_p * 24 / np.log(24)) and np.isnan(bound.c)
 
 
-def test_irrep_scaling_needs_three_degrees(rng):
-    runs = irrep_runs(rng, 2.0, degrees=(1, 2, 2, 1, 2))
+def test_irrep_scaling_needs_three_groups(rng):
+    runs = irrep_runs(rng, "d_R", specs=("dihedral24", "dicyclic24"), seeds=4)
     result = irrep_scaling(generalization_boundary(runs, n_boot=50), runs)
-    assert result.status == "insufficient" and "≥ 3 distinct d_k, has 2 ([1, 2])" in result.message
+    assert result.status == "insufficient" and "needs ≥ 3 groups" in result.message
+
+
+# ---------------------------------------------------------------------------------------------
+# One law for when a run groks
+
+
+GROK_LAW = {"adam": (0.02, 0.7, 1.3, (3e-4, 1e-3, 3e-3), (0.003, 0.01)),  # A, a, ν, η, lr
+            "sgd": (0.15, 1.0, 2.0, (1e-3, 3e-3), (0.5, 1.0, 2.0))}
+GROK_THRESHOLDS = {23: 0.30, 24: 0.35}  # p* at unlimited steps per group order
+
+
+def grok_law_runs(rng, seeds=3, steps=3000, eval_every=20, memorized=20):
+    """Planted delays t_grok − t_mem = A·(lr·η)^-a·(p/p* − 1)^-ν·e^(0.3ε) per optimizer, with
+    p from 10% below p* (never groks) to twice p*; seen at the eval cadence until ``steps``."""
+    tables = []
+    for optimizer, (A, a, nu, etas, lrs) in GROK_LAW.items():
+        for order, threshold in GROK_THRESHOLDS.items():
+            rel, eta, lr, seed = (v.ravel() for v in np.meshgrid(
+                [-0.1, 0.05, 0.15, 0.3, 0.6, 1.0], etas, lrs, range(seeds), indexing="ij"))
+            p = np.round(threshold * (1 + rel) * order**2) / order**2
+            with np.errstate(invalid="ignore"):
+                delay = np.where(p > threshold, A * (lr * eta) ** -a * (p / threshold - 1) ** -nu
+                                 * np.exp(0.3 * rng.standard_normal(p.size)), np.inf)
+            t_grok = memorized + np.ceil(delay / eval_every) * eval_every
+            grokked = t_grok <= steps
+            step = pd.array(np.where(grokked, t_grok, 0).astype(np.int64), dtype="Int64")
+            step[~grokked] = pd.NA
+            tables.append(runs_table(
+                np.full(p.size, order), p, grokked, optimizer=optimizer, lr=lr,
+                weight_decay=eta, seed=seed, steps=steps, eval_every=eval_every,
+                steps_trained=np.where(grokked, np.minimum(t_grok + 100, steps), steps),
+                step_train_acc_1=memorized, **{GROKKED_COLUMN: step}))
+    runs = pd.concat(tables, ignore_index=True)
+    return runs.assign(run_id=[f"run{i:05d}" for i in range(len(runs))]).astype(DTYPES)
+
+
+def test_grok_law_recovers_each_optimizers_exponents_and_the_unlimited_boundary(rng):
+    runs = grok_law_runs(rng)
+    # 99% intervals: eight of them checked at once, each a single simulated sweep
+    result = grok_law(runs, generalization_boundary(runs, n_boot=100), level=0.99)
+    assert result.status == "ok" and result.table["n_censored"].min() > 20
+    table = result.table.set_index("optimizer")
+    for optimizer, (_, a, nu, _, _) in GROK_LAW.items():
+        row = table.loc[optimizer]
+        assert row.a_lo <= a <= row.a_hi and row.nu_lo <= nu <= row.nu_hi, row
+        assert row.eta_excess_lo <= 0 <= row.eta_excess_hi  # planted as a product
+    boundaries = result.detail.drop_duplicates(["condition", "group"])
+    for row in boundaries.itertuples():
+        assert row.p_inf_lo <= GROK_THRESHOLDS[int(row.group)] <= row.p_inf_hi, row
+        assert row.p_inf_hi < row.p_budget_law  # a finite budget's boundary lies above p*
+    assert np.isfinite(result.detail["p_budget"]).all()  # each cell's boundary fit beside it
+    verdicts = result.laws.set_index(["law", "condition"])["verdict"]
+    assert verdicts[(LAW_A, "optimizer=sgd")].startswith("consistent")
+    assert verdicts[(LAW_A, "optimizer=adam")].startswith("not a test here: adam normalises")
+    assert verdicts[(LAW_PRODUCT, "optimizer=sgd")].startswith("consistent")
+
+
+def test_grok_law_says_what_it_lacks(rng):
+    runs = grok_law_runs(rng)
+    one_eta = runs[(runs.weight_decay == 1e-3) & (runs.lr.isin([0.01, 1.0]))]
+    result = grok_law(one_eta)
+    assert result.status == "insufficient" and "a needs ≥ 3" in result.message
+    no_decay = runs.assign(weight_decay=0.0)
+    assert grok_law(no_decay).excluded["reason"].str.startswith("η = 0").all()

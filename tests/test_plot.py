@@ -4,12 +4,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from test_fit import boundary_runs, irrep_runs, lr_runs, synthetic_curves, wd_runs, width_runs
+from test_fit import (
+    boundary_runs,
+    grok_law_runs,
+    irrep_runs,
+    lr_runs,
+    synthetic_curves,
+    wd_runs,
+    width_runs,
+)
 
 from grokjax.analysis.boundary import boundary_law, generalization_boundary, plot_phase_diagram
 from grokjax.analysis.collapse import collapse, plot_collapse
 from grokjax.analysis.dynamics import node_spectra, plot_node_spectra, plot_stages, stages
 from grokjax.analysis.figures import PlotSkipped, png_bytes
+from grokjax.analysis.grok_law import grok_law, plot_grok_law
 from grokjax.analysis.irrep import irrep_scaling, plot_irrep_scaling
 from grokjax.analysis.lr import lr_effect, plot_lr_effect
 from grokjax.analysis.wd import plot_wd_speed, wd_speed
@@ -75,11 +84,21 @@ def test_lr_effect_memorization_width_and_irrep_scaling(rng, tmp_path):
     assert_png(plot_lr_effect(lr_effect(lr_runs(rng))), tmp_path, "lr")
     assert_png(plot_memorization_width(memorization_width(width_runs(rng))), tmp_path,
                "width")
-    runs = irrep_runs(rng, 2.0)
+    runs = irrep_runs(rng, "d_R", seeds=6)
     figure = plot_irrep_scaling(irrep_scaling(
-        generalization_boundary(runs, n_boot=100), runs))
+        generalization_boundary(runs, n_boot=100), runs, n_boot=100))
     assert_png(figure, tmp_path, "irrep")
-    assert _tick_labels(figure.axes[0]) == ["1", "2", "3", "4", "6"]
+    assert _tick_labels(figure.axes[0]) == ["1", "2", "3"]  # d_k: the values the groups take
+    assert _tick_labels(figure.axes[1]) == ["2", "3", "4", "6"]  # d_R
+    assert "dicyclic24\n/ dihedral24" in _tick_labels(figure.axes[5])
+
+
+def test_grok_law(rng, tmp_path):
+    runs = grok_law_runs(rng)
+    figure = plot_grok_law(grok_law(runs, generalization_boundary(runs, n_boot=50)))
+    assert_png(figure, tmp_path, "grok_law")
+    assert len(figure.axes) == 6  # a row of three per optimizer
+    assert figure.axes[1].get_title().startswith("optimizer=adam: a = ")
 
 
 def test_unusable_fits_raise_plot_skipped_with_the_reason(rng):
