@@ -24,7 +24,7 @@ FLOORS = [
     ["analysis.core"],
     ["analysis.figures", "analysis.markdown"],
     ["analysis.boundary", "analysis.dynamics", "analysis.lr", "analysis.wd", "analysis.width"],
-    ["analysis.collapse", "analysis.irrep", "analysis.report"],
+    ["analysis.collapse", "analysis.grok_law", "analysis.irrep", "analysis.report"],
     ["analysis"],
     ["engine"],
     ["rounds", "coordination"],

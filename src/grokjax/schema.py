@@ -22,6 +22,7 @@ GENERALIZED_TEST_ACC = 0.99
 TEST_ACC_THRESHOLDS = {"050": 0.5, "090": 0.9, "095": 0.95, "099": GENERALIZED_TEST_ACC}
 GROKKED_COLUMN = f"step_test_acc_{round(GENERALIZED_TEST_ACC * 100):03d}"
 GROKKED_TEXT = f"test accuracy ≥ {GENERALIZED_TEST_ACC:g}"  # what reaching t_grok means
+MEMORIZED_COLUMN = "step_train_acc_1"  # t_mem: the first evaluated step with train accuracy 1
 GENERALIZED_TEXT = f"final test acc ≥ {GENERALIZED_TEST_ACC:g}"  # what "generalized" means
 
 RUN_CONFIG_DTYPES = config.COLUMN_DTYPES

@@ -17,12 +17,12 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from grokjax.analysis import boundary, collapse, dynamics, irrep, lr, wd, width
+from grokjax.analysis import boundary, collapse, dynamics, grok_law, irrep, lr, wd, width
 from grokjax.analysis.core import FitResult, Inputs
 from grokjax.analysis.figures import PlotSkipped, png_bytes
 from grokjax.analysis.report import render_report
 
-FAMILIES = (dynamics, wd, boundary, irrep, collapse, lr, width)  # report order
+FAMILIES = (dynamics, wd, boundary, irrep, grok_law, collapse, lr, width)  # report order
 ANALYSES = tuple(analysis for family in FAMILIES for analysis in family.ANALYSES)
 BY_NAME = {analysis.name: analysis for analysis in ANALYSES}
 
