@@ -4,6 +4,7 @@ import pytest
 from helpers import TINY_SWEEP, write_sweep
 
 from grokjax import cli, config, outdir, spec
+from grokjax.toml_writer import to_toml
 
 
 def problems(text: str) -> str:
@@ -367,7 +368,7 @@ def test_from_dict_validates_like_the_file_and_records_the_effective_toml():
     bad = {**mapping, "fixed": {**mapping["fixed"], "stesp": 3, "K": -1}}
     with pytest.raises(spec.SpecError) as from_dict_error:
         spec.from_dict(bad)
-    assert from_dict_error.value.problems == problems_of(spec.to_toml(bad))
+    assert from_dict_error.value.problems == problems_of(to_toml(bad))
 
 
 def problems_of(text: str) -> list[str]:

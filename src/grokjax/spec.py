@@ -28,7 +28,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass, replace
@@ -38,6 +37,7 @@ from typing import Any
 from grokjax import config, search, stop
 from grokjax.config import FIELDS, RunConfig
 from grokjax.errors import SpecError
+from grokjax.toml_writer import to_toml
 
 try:
     import tomllib
@@ -368,44 +368,7 @@ def load(path: str | Path, scale: str = "default",
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing TOML (sweeps given as dicts, and overrides) and reading command-line values
-#
-# Written here rather than with tomli_w: tomli_w moves every table-valued key (a range form such
-# as seed = {range = [1, 21]}) below the scalar keys as a [grid.seed] sub-table, and key order is
-# meaning here: the order of a grid's axes and of the overrides, hence the runs' order and the
-# output directory's name, must survive the round trip through _sweep.toml.
-
-
-def _toml_key(key: str) -> str:
-    return key if _NAME.match(key) else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value) if math.isfinite(value) else ("nan" if value != value else
-                                                         ("inf" if value > 0 else "-inf"))
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid in TOML
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_toml_value, value)) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                               for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def to_toml(mapping: dict[str, dict | list[dict]]) -> str:
-    """A validated sweep mapping as TOML: its tables as ``[key]``, lists of tables as
-    ``[[key]]``, anything deeper inline."""
-    lines = []
-    for key, value in mapping.items():
-        for table in value if isinstance(value, list) else [value]:
-            lines += ["", f"[[{_toml_key(key)}]]" if isinstance(value, list) else
-                      f"[{_toml_key(key)}]"]
-            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines).strip("\n") + "\n"
+# Overrides as TOML text, and reading them from the command line
 
 
 def _with_overrides(text: str, overrides: dict[str, Any] | None) -> str:
