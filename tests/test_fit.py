@@ -135,7 +135,8 @@ def synthetic_curves(runs: pd.DataFrame, points: int = 40, diagnostics: bool = F
     if diagnostics:
         frame = frame.assign(G_F_norm=np.exp(-frame["step"] / 500) + 0.1,
                              FtF_off_diag_ratio=0.06 - 0.05 * frame["test_acc"],
-                             frequency_dominated_fraction=frame["test_acc"])
+                             frequency_dominated_fraction=frame["test_acc"],
+                             frequency_dominated_energy=frame["test_acc"])
     return frame
 
 

@@ -23,6 +23,9 @@ TEST_ACC_THRESHOLDS = {"050": 0.5, "090": 0.9, "095": 0.95, "099": GENERALIZED_T
 GROKKED_COLUMN = f"step_test_acc_{round(GENERALIZED_TEST_ACC * 100):03d}"
 GROKKED_TEXT = f"test accuracy ≥ {GENERALIZED_TEST_ACC:g}"  # what reaching t_grok means
 GENERALIZED_TEXT = f"final test acc ≥ {GENERALIZED_TEST_ACC:g}"  # what "generalized" means
+# Features have emerged once half of W's energy sits in frequency-dominated nodes
+# (diagnostics.fourier_summary's frequency_dominated_energy; step_features_emerged).
+FEATURES_EMERGED_ENERGY = 0.5
 
 RUN_CONFIG_DTYPES = config.COLUMN_DTYPES
 RUN_SUMMARY_DTYPES = {

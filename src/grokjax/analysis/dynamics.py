@@ -26,11 +26,12 @@ STAGE_PANELS = (  # (curve quantities drawn together, y label, log y); the last 
     (("train_acc", "test_acc"), "accuracy", False),
     (("G_F_norm",), "‖G_F‖ (backpropagated\ngradient, Eqn 2)", True),
     (("FtF_off_diag_ratio",), "F̃ᵀF̃ off-diagonal /\ndiagonal (Lemma 1)", False),
-    (("frequency_dominated_fraction",), "frequency-dominated\nfraction of nodes", False),
+    (("frequency_dominated_energy",), "share of W's energy in\nfrequency-dominated nodes",
+     False),
 )
 STAGE_METRICS = tuple(metric for metrics, _, _ in STAGE_PANELS for metric in metrics)
 # Runs-table columns giving each stage's step per run: memorized (train accuracy 1), features
-# emerged (half the active nodes frequency-dominated, diagnostics on Z_M), grokked.
+# emerged (half of W's energy in frequency-dominated nodes, diagnostics on Z_M), grokked.
 STAGE_STEPS = {"memorized": "step_train_acc_1", "features emerged": "step_features_emerged",
                "grokked": GROKKED_COLUMN}
 STAGE_LINESTYLES = {"memorized": ":", "features emerged": "-.", "grokked": "--"}
