@@ -168,8 +168,10 @@ class Results:
         return self.curves.merge(config, on="run_id", how="left", validate="many_to_one")
 
     def summary(self) -> pd.DataFrame:
-        """Per grid point, seeds pooled (what ``grokjax summary`` prints): runs, fraction
-        generalized, runs that grokked, median grok step and final test accuracy, diverged."""
+        """Per grid point, seeds pooled (what ``grokjax summary`` prints): ``runs``, the
+        ``generalized_fraction`` of them (a share, 0 to 1), how many grokked (``grokked_runs``,
+        a count) and their ``median_grok_step``, the ``median_final_test_acc`` and how many
+        diverged (``diverged_runs``)."""
         from grokjax.schema import GROKKED_COLUMN
 
         axes = self.spec.axes if self.spec else self.varying_columns()
@@ -177,11 +179,11 @@ class Results:
         grouped = self.runs.groupby(by or (lambda _: "all"), dropna=False)
         return grouped.agg(
             runs=("run_id", "size"),
-            generalized=("generalized", "mean"),
-            grokked=(GROKKED_COLUMN, "count"),
+            generalized_fraction=("generalized", "mean"),
+            grokked_runs=(GROKKED_COLUMN, "count"),
             median_grok_step=(GROKKED_COLUMN, "median"),
             median_final_test_acc=("final_test_acc", "median"),
-            diverged=("diverged", "sum"),
+            diverged_runs=("diverged", "sum"),
         )
 
     def fit(self, n_boot: int = 1000, level: float = 0.95,
