@@ -35,8 +35,9 @@ def parse_bytes(text: str) -> int:
 
 
 def print_summary(res: api.Results) -> None:
-    print(f"\n{len(res.runs)} runs in {res.directory}  "
-          f"(pandas.read_parquet({str(res.directory / 'runs')!r}))")
+    runs = (f"{len(res.runs)} of {len(res.whole.runs)} runs in {res.directory} where "
+            f"{res.selection_text}" if res.whole else f"{len(res.runs)} runs in {res.directory}")
+    print(f"\n{runs}  (pandas.read_parquet({str(res.directory / 'runs')!r}))")
     print(f"generalized_fraction: share of the runs whose final test accuracy >= "
           f"{GENERALIZED_TEST_ACC}; grokked_runs: how many runs reached test accuracy >= "
           f"{GENERALIZED_TEST_ACC} (median_grok_step: the first step they did)")
@@ -118,8 +119,24 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def load_results(args) -> api.Results:
+    """The results directory, restricted by every ``--where FIELD=VALUE[,VALUE...]``."""
+    selection: dict[str, list[str]] = {}
+    for text in args.where:
+        name, sep, values = (part.strip() for part in text.partition("="))
+        if not sep or not name or not values:
+            raise errors.SpecError([f"--where takes FIELD=VALUE (or FIELD=V1,V2), got {text!r}"],
+                                   "--where")
+        if name in selection:
+            raise errors.SpecError([f"{name} is given twice in --where; give its values as "
+                                    f"{name}={','.join(selection[name])},{values}"], "--where")
+        selection[name] = [value.strip() for value in values.split(",")]
+    res = api.load(args.dir)
+    return res.where(**selection) if selection else res
+
+
 def cmd_summary(args) -> int:
-    print_summary(api.load(args.dir))
+    print_summary(load_results(args))
     return 0
 
 
@@ -139,7 +156,10 @@ def cmd_export(args) -> int:
 def cmd_fit(args) -> int:
     """Every analysis the tables support, printed with the laws it tested; the others say why
     not, one line each."""
-    fits = api.load(args.dir).fit(n_boot=args.bootstrap)
+    res = load_results(args)
+    if res.selection:
+        print(repr(res))
+    fits = res.fit(n_boot=args.bootstrap)
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         for name, result in fits.items():
             print(f"\n== {name}: {result.status}. {result.message}")
@@ -154,14 +174,15 @@ def cmd_fit(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    res = api.load(args.dir)
-    for name, (path, reason) in res.save_figures(args.out, res.fit(n_boot=args.bootstrap)).items():
+    res = load_results(args)
+    saved = res.save_figures(args.out, res.fit(n_boot=args.bootstrap), by=args.by)
+    for name, (path, reason) in saved.items():
         print(f"{name}: {path or 'skipped: ' + reason}")
     return 0
 
 
 def cmd_report(args) -> int:
-    path = api.load(args.dir).report(args.out, n_boot=args.bootstrap)
+    path = load_results(args).report(args.out, n_boot=args.bootstrap, by=args.by)
     print(f"wrote {path}")
     return 0
 
@@ -225,19 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
                       "nothing").set_defaults(func=cmd_plan)
     commands.add_parser("list", help="list the available groups, activations, losses and "
                                      "optimizers").set_defaults(func=cmd_list)
+    def reader(name, func, help_text):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("dir", help="a results directory, e.g. results/wd")
+        sub.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                         help="only the runs with this config value (FIELD=V1,V2: any of them); "
+                              "repeat for several fields, e.g. --where K=64 --where "
+                              "weight_decay=0.001,0.01")
+        sub.set_defaults(func=func)
+        return sub
+
     for name, func, help_text in (
             ("fit", cmd_fit, "fit the scaling laws to a results directory"),
             ("plot", cmd_plot, "draw the figures of a results directory (PNG)"),
             ("report", cmd_report, "fits, figures and provenance as a Markdown report")):
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("dir", help="e.g. results/ratio")
+        sub = reader(name, func, help_text)
         sub.add_argument("--bootstrap", type=int, default=1000,
                          help="bootstrap replicates for the confidence intervals")
+        if name == "fit":
+            continue
         sub.add_argument("--out", default=None, help="output file (report) or directory (plot)")
-        sub.set_defaults(func=func)
-    summary = commands.add_parser("summary", help="summarise a results directory")
-    summary.add_argument("dir", help="e.g. results/wd")
-    summary.set_defaults(func=cmd_summary)
+        sub.add_argument("--by", default=None, metavar="FIELD",
+                         help="the field the figures draw as colours, one per value, with a "
+                              "panel per combination of the other varied fields, e.g. --by "
+                              "weight_decay (default: each figure chooses)")
+    reader("summary", cmd_summary, "summarise a results directory")
     export = commands.add_parser("export", help="write a results directory for another tool")
     export.add_argument("format", choices=["tensorboard"],
                         help="tensorboard: event files, one run each (needs grokjax[tensorboard])")
