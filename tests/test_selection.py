@@ -48,6 +48,9 @@ def test_where_keeps_the_runs_a_pandas_filter_keeps(tfwd):
                               "0.0001, 0.001 there"),
     ({"weight_decay": 0, "seed": [1, 7]}, "where: seed=7 matches no run among the runs with "
                                           "weight_decay=0; seed takes 0, 1, 2 there"),
+    ({"train_fraction": 0.35}, "where: train_fraction=0.35 matches no run; train_fraction takes"
+                               " 0.0999802, 0.14997, 0.19996, 0.29994, 0.449911, 0.600079 there"
+                               " (as asked for: 0.1, 0.15, 0.2, 0.3, 0.45, 0.6)"),
     ({"K": "big"}, "where: K='big': K takes an integer"),
     ({"diagnostics": "maybe"}, "where: diagnostics='maybe': diagnostics takes true or false"),
 ])

@@ -157,6 +157,7 @@ class Results:
     directory: Location
     # where(...)'s choices in order: (column, the values of it that the runs kept have)
     selection: tuple[tuple[str, tuple], ...] = ()
+    # the results of every run that a selection was taken from (its tables are read once)
     whole: Results | None = field(default=None, repr=False, compare=False)
 
     @cached_property
@@ -201,8 +202,12 @@ class Results:
                 if not hits.any():
                     among = f" among the runs with {_selection_text(chosen)}" if chosen else ""
                     present = _listed(sorted(runs[name].dropna().unique().tolist()))
+                    asked = ""
+                    if name == "train_fraction" and "test_size" in runs:
+                        asked = _listed(sorted((1 - runs["test_size"]).round(12).unique()))
+                        asked = f" (as asked for: {asked})"
                     raise SpecError([f"{name}={value} matches no run{among}; {name} takes"
-                                     f" {present} there"], "where")
+                                     f" {present} there{asked}"], "where")
                 kept |= hits
             runs = runs[kept]
             chosen.append((name, tuple(sorted(runs[name].unique().tolist()))))

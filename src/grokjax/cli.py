@@ -36,7 +36,8 @@ def parse_bytes(text: str) -> int:
 
 def print_summary(res: api.Results) -> None:
     runs = (f"{len(res.runs)} of {len(res.whole.runs)} runs in {res.directory} where "
-            f"{res.selection_text}" if res.whole else f"{len(res.runs)} runs in {res.directory}")
+            f"{res.selection_text}" if res.whole is not None
+            else f"{len(res.runs)} runs in {res.directory}")
     print(f"\n{runs}  (pandas.read_parquet({str(res.directory / 'runs')!r}))")
     print(f"generalized_fraction: share of the runs whose final test accuracy >= "
           f"{GENERALIZED_TEST_ACC}; grokked_runs: how many runs reached test accuracy >= "

@@ -179,7 +179,7 @@ def plot_stages(result: FitResult, by: str | None = None) -> Figure:
         block, position = divmod(index, width)
         axes = grid[block * len(rows):(block + 1) * len(rows), position]
         conditions = table[table["panel"] == column]
-        for ax, (metrics, ylabel, log_y) in zip(axes, rows, strict=True):
+        for row_index, (ax, (metrics, ylabel, log_y)) in enumerate(zip(axes, rows, strict=True)):
             for _, row in conditions.iterrows():
                 color = colors[row["colour"]]
                 for metric in metrics:
@@ -196,8 +196,8 @@ def plot_stages(result: FitResult, by: str | None = None) -> Figure:
             ax.grid(True, alpha=0.3)
             if log_y:
                 ax.set_yscale("log")
-            if position:
-                ax.sharey(grid[block * len(rows) + rows.index((metrics, ylabel, log_y)), 0])
+            if position:  # a quantity on one scale along the row
+                ax.sharey(grid[block * len(rows) + row_index, 0])
         axes[0].set_title(column, fontsize=10)
         axes[-1].tick_params(labelbottom=True)
         axes[-1].set_xlabel(f"training step (linear up to {first_step:g}, log beyond)")

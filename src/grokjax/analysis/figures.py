@@ -138,7 +138,6 @@ def interval_text(value: float, lo: float, hi: float) -> str:
     return f"{value:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Conditions as colours and panels
 
@@ -156,11 +155,11 @@ def combinations(frame: pd.DataFrame, fields: list[str]) -> int:
 
 @dataclass(frozen=True)
 class Split:
-    """How a figure shows its conditions: a colour per combination of ``colours`` within each
-    panel, a panel per combination of ``panels``; ``colour``/``panel`` label each row."""
+    """How a figure shows its conditions: a colour per combination of the fields ``colours``
+    within each panel, a panel per combination of the others; ``colour``/``panel`` label each
+    row of the frame split."""
 
     colours: list[str]
-    panels: list[str]
     colour: pd.Series
     panel: pd.Series
 
@@ -201,7 +200,7 @@ def split_conditions(frame: pd.DataFrame, fields: list[str], by: str | None,
         raise PlotSkipped(too_many(frame, colours, MAX_COLOURED_CONDITIONS, "colour", rest))
     if combinations(frame, rest) > max_panels:
         raise PlotSkipped(too_many(frame, rest, max_panels, "panel", colours))
-    return Split(colours, rest, condition_labels(frame, colours), condition_labels(frame, rest))
+    return Split(colours, condition_labels(frame, colours), condition_labels(frame, rest))
 
 
 def too_many(frame: pd.DataFrame, fields: list[str], limit: int, what: str,

@@ -131,7 +131,7 @@ def plot_generalization_map(result: FitResult, boundary: FitResult | None,
                         va="center", fontsize=8, color="white" if dark else "black")
         keys = [f for f in [*rest, row_field] if f]
         marked |= _boundary_marks(ax, boundary, panel, keys, row_field, rows, fractions)
-        fixed_ticks(ax.xaxis, range(len(fractions)), [f"{p:.3g}" for p in fractions])
+        fixed_ticks(ax.xaxis, range(len(fractions)), [format_value(p) for p in fractions])
         fixed_ticks(ax.yaxis, range(len(rows)),
                     [format_value(v) for v in rows] if row_field else ["all runs"])
         if len(fractions) > 6:
