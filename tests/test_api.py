@@ -109,6 +109,10 @@ def test_results_tables_provenance_fits_and_figures(python_and_cli, tmp_path):
     assert list(res.curves_with_config(["lr"]).columns) == [*res.curves.columns, "lr"]
     summary = res.summary()
     assert summary.index.name == "weight_decay" and summary.runs.tolist() == [3, 3, 3]
+    # a share and a count side by side, named so that they cannot be mistaken for each other
+    assert list(summary.columns) == ["runs", "generalized_fraction", "grokked_runs",
+                                     "median_grok_step", "median_final_test_acc",
+                                     "diverged_runs"]
     fits = res.fit(n_boot=20)
     assert list(fits) == [entry.name for entry in analysis.ANALYSES]
     assert fits["stages"].usable and fits["lr_effect"].message == "needs lr to vary, it is 0.01"

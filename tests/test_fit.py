@@ -15,6 +15,8 @@ from grokjax.analysis.boundary import (
 from grokjax.analysis.collapse import collapse
 from grokjax.analysis.core import as_float
 from grokjax.analysis.dynamics import STAGE_METRICS, stages
+from grokjax.analysis.generalization_map import generalization_map
+from grokjax.analysis.grokking_time import censored_quantiles, grokking_time
 from grokjax.analysis.irrep import irrep_scaling
 from grokjax.analysis.lr import lr_effect
 from grokjax.analysis.wd import LAW_ETA_ZERO, LAW_WD_SLOPE, wd_speed
@@ -112,6 +114,24 @@ def lr_runs(rng, lrs=(5e-4, 1e-3, 2e-3, 5e-3), fractions=(0.2, 0.3), seeds=10):
     generalized = rng.random(lr.size) < np.clip(1.5 - lr / 4e-3, 0, 1)
     return runs_table(np.full(lr.size, 71), p, generalized, lr=lr,
                       seed=np.tile(np.arange(seeds), len(lrs) * len(fractions)))
+
+
+def tfwd_runs(rng, etas=(0.0, 1e-4, 1e-3), fractions=(0.1, 0.15, 0.2, 0.3, 0.45, 0.6), seeds=6,
+              width=0.15):
+    """One group (Z_71), train fraction × weight decay: a boundary p*(η) = 0.3·(1e-3/η)^0.2
+    that moves down with η; η = 0 never generalizes. Generalized runs grokked at step 1000.
+    test_size is 1 − the fraction asked for, as the engine records it."""
+    shape = (len(etas), len(fractions), seeds)
+    eta = np.broadcast_to(np.asarray(etas)[:, None, None], shape).ravel()
+    p = np.broadcast_to(np.asarray(fractions)[None, :, None], shape).ravel()
+    with np.errstate(divide="ignore"):
+        log_p_star = np.log(0.3 * (1e-3 / eta) ** 0.2)
+    generalized = rng.random(eta.size) < 1 / (1 + np.exp(-(np.log(p) - log_p_star) / width))
+    step = pd.array(np.where(generalized, 1000, 0), dtype="Int64")
+    step[~generalized] = pd.NA
+    return runs_table(np.full(eta.size, 71), p, generalized, weight_decay=eta, test_size=1 - p,
+                      seed=np.tile(np.arange(seeds), len(etas) * len(fractions)),
+                      **{GROKKED_COLUMN: step})
 
 
 def synthetic_curves(runs: pd.DataFrame, points: int = 40, diagnostics: bool = False):
@@ -451,3 +471,43 @@ def test_irrep_scaling_needs_three_degrees(rng):
     runs = irrep_runs(rng, 2.0, degrees=(1, 2, 2, 1, 2))
     result = irrep_scaling(generalization_boundary(runs, n_boot=50), runs)
     assert result.status == "insufficient" and "≥ 3 distinct d_k, has 2 ([1, 2])" in result.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Grokking time against the swept fields; generalization per train fraction and field
+
+
+def test_censored_quartiles_count_runs_not_grokked_as_later_than_any():
+    nan = np.nan
+    assert censored_quantiles(np.array([10.0, 20.0, 30.0, 40.0])).tolist() == [17.5, 25.0, 32.5]
+    assert censored_quantiles(np.array([10.0, 20.0, 30.0, nan])).tolist() == [17.5, 25.0, np.inf]
+    assert censored_quantiles(np.array([10.0, 20.0, nan, nan])).tolist() == [17.5, np.inf, np.inf]
+    assert censored_quantiles(np.array([nan, nan])).tolist() == [np.inf] * 3
+
+
+def test_grokking_time_per_condition_with_runs_not_grokked_within_their_steps(rng):
+    runs = wd_runs(rng, etas=(1e-5, 1e-4, 1e-3), seeds=8, steps=30_000)
+    result = grokking_time(runs)
+    assert result.status == "ok" and result.n_runs == len(runs)
+    table = result.table.set_index("weight_decay")
+    assert table.loc[0.0, "n_grokked"] == 0 and table.loc[0.0, "t_grok_median"] == np.inf
+    assert table.loc[0.0, "not_within"] == 30_000  # the steps the censored runs were trained
+    assert np.isnan(table.loc[1e-3, "not_within"]) and table.loc[1e-3, "n_grokked"] == 8
+    grokked = runs[runs.weight_decay == 1e-3][GROKKED_COLUMN].astype(float)
+    assert table.loc[1e-3, "t_grok_median"] == grokked.median()
+    stopped = runs.assign(steps_trained=np.where(runs.weight_decay == 0, 5000, 30_000))
+    assert grokking_time(stopped).table.set_index("weight_decay").loc[0.0, "not_within"] == 5000
+    constant = grokking_time(runs[runs.weight_decay == 1e-3])
+    assert constant.status == "unsupported" and "needs a numeric field to vary" in constant.message
+
+
+def test_generalization_map_cells_and_when_the_group_alone_varies(rng):
+    runs = tfwd_runs(rng)
+    result = generalization_map(runs)
+    assert result.status == "ok" and len(result.table) == 3 * 6
+    cell = result.table.query("weight_decay == 0.001 and train_fraction > 0.59").iloc[0]
+    chosen = runs[(runs.weight_decay == 1e-3) & (runs.train_fraction > 0.59)]
+    assert cell.n == 6 and cell.n_generalized == chosen.generalized.sum()
+    assert cell.condition == "weight_decay=0.001" and cell.group_name == "Z_71"
+    groups = generalization_map(boundary_runs(rng, orders=(23, 41)))
+    assert groups.status == "unsupported" and "phase diagram" in groups.message

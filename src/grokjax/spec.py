@@ -333,6 +333,22 @@ def _build(raw: dict, text: str, scale: str, source: str,
     return spec
 
 
+def plain(value: Any) -> Any:
+    """A value from Python as TOML would give it: numpy scalars and arrays (anything with
+    ``tolist``, pandas too) as Python numbers and lists, tuples as lists, a ``range`` as the
+    range form, dicts and lists item by item; so ``K=np.int64(64)`` is the run of ``K=64``,
+    with its id, and ``seed=range(1, 9)`` writes the directory of ``seed={"range": [1, 9]}``."""
+    if isinstance(value, range):
+        return {"range": [value.start, value.stop, *([value.step] if value.step != 1 else [])]}
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
 def parse(text: str, scale: str = "default", source: str = "sweep",
           overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Parse and validate a sweep file's text; raise SpecError listing every problem."""
@@ -340,17 +356,20 @@ def parse(text: str, scale: str = "default", source: str = "sweep",
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError([f"not valid TOML: {err}"], source) from None
-    return _build(raw, text, scale, source, overrides)
+    return _build(raw, text, scale, source, plain(overrides))
 
 
 def from_dict(mapping: dict, scale: str = "default",
               overrides: dict[str, Any] | None = None, source: str = "sweep") -> SweepSpec:
     """Validate a sweep given as a dict exactly as its TOML file would be (same messages).
 
-    ``overrides`` maps field → value: a single value fixes the field, a list or a range dict
-    (``{"range": [1, 21]}``) makes it an axis of every grid. The spec's ``source_text`` is the
-    mapping written as TOML, so results record (and re-parse) it like a file.
+    ``overrides`` maps field → value: a single value fixes the field, a list (a tuple, a numpy
+    array, a ``range``) or a range dict (``{"range": [1, 21]}``) makes it an axis of every
+    grid; numpy values count as the Python values they hold (``plain``). The spec's
+    ``source_text`` is the mapping written as TOML, so results record (and re-parse) it like a
+    file.
     """
+    mapping, overrides = plain(mapping), plain(overrides)
     spec = _build(mapping, "", scale, source, overrides)  # validated, so it writes as TOML
     return replace(spec, source_text=_with_overrides(to_toml(mapping), overrides))
 

@@ -192,7 +192,8 @@ class Analysis:
     title: str
     fit: Callable[[Inputs], FitResult]
     section: Callable[[FitResult, float], list[str]]  # Markdown lines of its report section
-    figures: dict[str, Callable[[FitResult, dict[str, FitResult]], Figure]]
+    # Each figure from (its fit, every fit, by: the field the caller wants as colours or None).
+    figures: dict[str, Callable[[FitResult, dict[str, FitResult], str | None], Figure]]
     varies: tuple[str, ...] = ()  # runs-table columns that must take ≥ 2 values
     tables: tuple[str, ...] = ()  # the other tables it reads: "curves", "features"
     builds_on: str | None = None  # an earlier analysis whose usable result it needs

@@ -177,6 +177,6 @@ def irrep_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("irrep_scaling", "Boundary constant vs largest irrep degree d_k",
              lambda i: irrep_scaling(i.fits["generalization_boundary"], i.runs, i.level),
-             irrep_section, {"irrep_scaling": lambda r, _: plot_irrep_scaling(r)},
+             irrep_section, {"irrep_scaling": lambda r, *_: plot_irrep_scaling(r)},
              varies=("train_fraction", "max_irrep_degree"), builds_on="generalization_boundary"),
 )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -21,13 +23,24 @@ from grokjax.analysis.core import (
     split_usable,
     varying_config,
 )
-from grokjax.analysis.figures import PlotSkipped, fit_panels, fixed_ticks, interval_text
+from grokjax.analysis.figures import (
+    MAX_PANELS,
+    NotebookFigure,
+    PlotSkipped,
+    condition_fields,
+    fit_panels,
+    fixed_ticks,
+    interval_text,
+    too_many,
+    zero_on_log_axis,
+)
 from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GROKKED_COLUMN, GROKKED_TEXT
 
 PREDICTED_WD_SLOPE = -1.0  # t_grok ~ 1/η
 LAW_WD_SLOPE = "slope b of log t_grok vs log η"
 LAW_ETA_ZERO = "fraction of η = 0 runs that grok"
+WD_COLUMNS = 4  # pairs of panels in a row of the figure
 
 
 def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
@@ -104,31 +117,28 @@ def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
                      excluded, method, laws_frame(laws))
 
 
-def _eta_positions(etas: np.ndarray) -> tuple[np.ndarray, list[float], list[str]]:
-    """x positions on a log axis for weight decays, η = 0 included on its own tick one and a
-    half decades left of the smallest positive η; the tick positions and labels."""
-    positive = np.sort(etas[etas > 0])
-    zero_at = positive[0] / 10**1.5 if len(positive) else 1.0
-    positions = np.where(etas > 0, etas, zero_at)
-    ticks = ([zero_at] if (etas == 0).any() else []) + list(positive)
-    labels = (["0"] if (etas == 0).any() else []) + [f"{eta:g}" for eta in positive]
-    return positions, ticks, labels
-
-
 def plot_wd_speed(wd: FitResult) -> Figure:
-    """Per condition (column): top, the fraction of seeds that grok per weight decay with
-    Wilson 95% CIs; bottom, the grokking step (median and inter-quartile range over the seeds
-    that grokked) with the fitted power law and the predicted slope −1. η = 0 sits on its own
-    tick at the left."""
+    """Per condition (a pair of panels, four pairs to a row): top, the fraction of seeds that
+    grok per weight decay with Wilson 95% CIs; bottom, the grokking step (median and
+    inter-quartile range over the seeds that grokked) with the fitted power law and the
+    predicted slope −1. η = 0 sits on its own tick at the left."""
     per_eta, labels = fit_panels(wd, "weight-decay", "detail")
-    if len(labels) > 4:
-        raise PlotSkipped(f"{len(labels)} conditions would need a column each (limit 4)")
+    if len(labels) > MAX_PANELS:
+        raise PlotSkipped(too_many(per_eta, condition_fields(per_eta), MAX_PANELS, "column"))
     what = GROKKED_TEXT
-    figure = Figure(figsize=(6.2 * len(labels), 8.0), layout="constrained")
-    axes = figure.subplots(2, len(labels), sharex="col", squeeze=False)
-    for (top, bottom), label in zip(axes.T, labels, strict=True):
+    columns = min(len(labels), WD_COLUMNS)
+    rows = math.ceil(len(labels) / columns)
+    figure = NotebookFigure(figsize=(6.2 * columns, 8.0 * rows), layout="constrained")
+    grid = figure.subplots(2 * rows, columns, squeeze=False)
+    pairs = [grid[2 * (index // columns):2 * (index // columns) + 2, index % columns]
+             for index in range(rows * columns)]
+    for ax in np.ravel(pairs[len(labels):]):
+        ax.set_visible(False)
+    for (top, bottom), label in zip(pairs, labels, strict=False):
+        top.sharex(bottom)
+        top.tick_params(labelbottom=False)
         cells = per_eta[per_eta["condition"] == label].sort_values("eta")
-        x, ticks, tick_labels = _eta_positions(cells["eta"].to_numpy(float))
+        x, ticks, tick_labels = zero_on_log_axis(cells["eta"].to_numpy(float))
         top.errorbar(x, cells["fraction"], yerr=[cells["fraction"] - cells["fraction_lo"],
                                                  cells["fraction_hi"] - cells["fraction"]],
                      fmt="o-", color="C0", capsize=3)
@@ -136,17 +146,18 @@ def plot_wd_speed(wd: FitResult) -> Figure:
             top.annotate(f"{cell.n_grokked}/{cell.n}", (position, cell.fraction), fontsize=8,
                          xytext=(0, 7), textcoords="offset points", ha="center")
         law = wd.verdict(LAW_ETA_ZERO, label)
+        heading = f"{label}\n" if label else ""  # the condition on a line of its own
         top.set(ylim=(-0.05, 1.12), ylabel=f"fraction of seeds grokked\n({what})",
-                title=f"{label + ': ' if label else ''}η = 0 predicted never to grok"
-                      + (f" ({law})" if law else ""))
+                title=f"{heading}η = 0 predicted never to grok" + (f" ({law})" if law else ""))
         grokked = cells["n_grokked"].to_numpy() > 0
         bottom.errorbar(x[grokked], cells["t_grok_median"][grokked],
                         yerr=[(cells["t_grok_median"] - cells["t_grok_q25"])[grokked],
                               (cells["t_grok_q75"] - cells["t_grok_median"])[grokked]],
                         fmt="s", color="C3", capsize=3, label="median, IQR (grokked seeds)")
-        for position in x[~grokked]:
-            bottom.annotate("never\ngroks", (position, 0.5), xycoords=("data", "axes fraction"),
-                            ha="center", fontsize=8, color="C3")
+        for position in x[~grokked]:  # censored: not grokked within the steps trained
+            bottom.annotate("none within\nthe steps\ntrained", (position, 0.5),
+                            xycoords=("data", "axes fraction"), ha="center", fontsize=8,
+                            color="C3")
         row = wd.table[wd.table["condition"] == label].iloc[0]
         if row["status"] == "ok":
             eta = np.geomspace(cells.loc[cells["n_grokked"] > 0, "eta"].min(),
@@ -184,5 +195,5 @@ def wd_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("wd_speed", "Weight decay and grokking time (t ~ 1/η)",
              lambda i: wd_speed(i.runs, level=i.level), wd_section,
-             {"wd_speed": lambda r, _: plot_wd_speed(r)}, varies=("weight_decay",)),
+             {"wd_speed": lambda r, *_: plot_wd_speed(r)}, varies=("weight_decay",)),
 )

@@ -115,6 +115,6 @@ def width_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("memorization_width", "Width to memorize and to generalize",
              lambda i: memorization_width(i.runs, level=i.level), width_section,
-             {"memorization_width": lambda r, _: plot_memorization_width(r)},
+             {"memorization_width": lambda r, *_: plot_memorization_width(r)},
              varies=("K", "train_fraction")),
 )
