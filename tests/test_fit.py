@@ -81,7 +81,7 @@ def boundary_runs(rng, orders=ORDERS, c=PLANTED_C, width=0.2, seeds=12, n_p=7, s
 
 
 def wd_runs(rng, etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), seeds=8, slope=PLANTED_WD_SLOPE,
-            noise=0.25, steps=30_000, eval_every=10):
+            noise=0.25, steps=30_000, eval_every=10, optimizer="sgd"):
     """Planted grokking time t = 0.2·η^slope·lognormal(noise), seen at the eval cadence; runs
     that would need more than ``steps`` never reach the threshold; η = 0 never groks."""
     eta = np.repeat(np.array([0.0, *etas]), seeds)
@@ -93,7 +93,8 @@ def wd_runs(rng, etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), seeds=8, slope=PLANTED_WD_
     step[~reached] = pd.NA
     return runs_table(np.full(eta.size, 71), 0.4, reached, weight_decay=eta,
                       seed=np.tile(np.arange(seeds), len(etas) + 1), steps=steps,
-                      eval_every=eval_every, **{GROKKED_COLUMN: step})
+                      steps_trained=steps, eval_every=eval_every, optimizer=optimizer,
+                      **{GROKKED_COLUMN: step})
 
 
 def width_runs(rng, order=23, widths=(8, 16, 32, 44, 64, 128, 256), n_trains=(60, 120, 240, 480),
@@ -323,7 +324,7 @@ def test_wd_speed_recovers_planted_slope(rng):
     per_eta = result.detail.set_index("eta")
     assert list(per_eta.index) == [0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3]  # η = 0 kept, on its own
     assert per_eta.loc[0, "n_grokked"] == 0 and per_eta.loc[0, "fraction_hi"] > 0
-    assert per_eta.n_never.sum() + per_eta.n_grokked.sum() == 48
+    assert per_eta.n_not_within.sum() + per_eta.n_grokked.sum() == 48
     reasons = result.excluded.reason.value_counts()
     assert reasons["η = 0: log η undefined (counted in the η = 0 contrast)"] == 8
 
@@ -337,6 +338,24 @@ def test_wd_speed_laws_say_whether_the_ci_contains_the_prediction(rng):
     assert never.value == 0 and never.contains and never.n_runs == 8
     shallow = wd_speed(wd_runs(rng, slope=-0.7, noise=0.05)).laws.set_index("law")
     assert shallow.loc[LAW_WD_SLOPE, "verdict"] == "rejected: CI excludes -1"
+    adam = wd_speed(wd_runs(rng, optimizer="adam")).laws.set_index("law").loc[LAW_WD_SLOPE]
+    assert adam.verdict.startswith("not a test here: the prediction runs through the gradient")
+    assert "optimizer = sgd" in adam.verdict and adam.assumes.startswith("optimizer adam")
+
+
+def test_wd_speed_counts_runs_that_ran_out_of_steps_as_censored(rng):
+    """A budget that cuts the slowest runs short: the censored fit keeps them (as later than
+    their last step) and still covers the planted slope; the η = 0 law is 'within N steps'."""
+    runs = wd_runs(rng, steps=2_000)
+    result = wd_speed(runs)
+    row = result.table.iloc[0]
+    assert row.n_censored > 5 and row.n_runs == 40  # every η > 0 run is in the fit
+    assert row.b_lo <= PLANTED_WD_SLOPE <= row.b_hi
+    slowest = result.detail.set_index("eta").loc[1e-5]
+    assert slowest.n_not_within > 0 and slowest.not_within == 2_000
+    never = result.laws.set_index("law").loc[LAW_ETA_ZERO]
+    assert never.assumes == "within 2000 steps"
+    assert "never" not in " ".join(result.excluded.reason)
 
 
 def test_wd_speed_refuses_a_two_point_slope(rng):
@@ -351,7 +370,7 @@ def test_wd_speed_refuses_a_two_point_slope(rng):
 def test_wd_speed_where_nothing_grokked(rng):
     result = wd_speed(wd_runs(rng, steps=5))
     assert result.table.status.iloc[0] == "too few η" and "has 0 (none)" in result.message
-    assert result.detail.n_never.sum() == 48
+    assert result.detail.n_not_within.sum() == 48
     no_zero = wd_speed(wd_runs(rng, steps=5).query("weight_decay > 0"))
     assert no_zero.status == "insufficient"
 

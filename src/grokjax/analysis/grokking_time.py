@@ -18,9 +18,11 @@ from matplotlib.lines import Line2D
 
 from grokjax import config
 from grokjax.analysis.core import (
+    QUANTILES,
     Analysis,
     FitResult,
     as_float,
+    censored_quantiles,
     condition_labels,
     format_value,
     precheck,
@@ -43,21 +45,8 @@ from grokjax.schema import GROKKED_COLUMN, GROKKED_TEXT
 # The fields a grokking time can be drawn against: the numeric ones that define a condition.
 NUMERIC_FIELDS = tuple(name for name, field in config.FIELDS.items()
                        if field.condition and field.type in (int, float))
-QUANTILES = ("t_grok_q25", "t_grok_median", "t_grok_q75")
 MAX_COLUMNS = 4  # panels in a row: one row per swept field
 MAX_COUNTED_COLOURS = 3  # "grokked/runs" is written beside each point up to this many colours
-
-
-def censored_quantiles(t_grok: np.ndarray) -> np.ndarray:
-    """The quartiles of grokking steps with NaN (not grokked within the steps trained) counted
-    later than any step: a quartile that needs such a run, or lies between one and a grokked
-    run, is ``inf``."""
-    finite = t_grok[np.isfinite(t_grok)]
-    if not len(finite):
-        return np.full(3, np.inf)
-    later = 2 * finite.max() + 1  # any value above every grokked run orders the same
-    quartiles = np.quantile(np.where(np.isfinite(t_grok), t_grok, later), [0.25, 0.5, 0.75])
-    return np.where(quartiles > finite.max(), np.inf, quartiles)
 
 
 def grokking_time(runs: pd.DataFrame) -> FitResult:
