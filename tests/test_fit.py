@@ -401,6 +401,15 @@ def test_memorization_width(rng):
     assert row.status == "ok" and row.n_points == 4 and row.slope_lo < 0.5 < row.slope_hi
 
 
+def test_memorization_width_compares_with_theorem_3_for_the_group(rng):
+    """Theorem 3's width is 2 Σ_k d_k⁴, not 2M − 2, for a non-abelian group: Z_5 ⋊ Z_4 (M =
+    20, one irrep of degree 4) needs 518; the runs table's column is used when present."""
+    runs = width_runs(rng, order=20).assign(group="semidirect:5:4:2")
+    assert list(memorization_width(runs).detail.K_predicted.unique()) == [518]
+    stated = runs.assign(theorem3_width=999)
+    assert list(memorization_width(stated).detail.K_predicted.unique()) == [999]
+
+
 @pytest.mark.parametrize("column, values, labels", [
     ("lr", (5e-4, 5e-3), {"lr=0.0005", "lr=0.005"}),
     # Variants the fits once pooled: their columns were missing from CONFIG_COLUMNS.
