@@ -52,12 +52,15 @@ res.runs[["weight_decay", "seed", "final_train_acc", "final_test_acc", "generali
 
 # %%
 by_wd = res.runs.groupby("weight_decay").agg(
-    generalized=("generalized", "mean"), median_grok_step=("step_test_acc_099", "median"))
+    generalized_fraction=("generalized", "mean"),
+    median_grok_step=("step_test_acc_099", "median"))
 print(by_wd)  # stronger weight decay groks sooner; none without it
 
 # %% [markdown]
-# `res.summary()` is the table `grokjax summary` prints. The curves table has one row per
-# (run, evaluated step); `curves_with_config()` joins each run's varying config onto it.
+# `res.summary()` is the table `grokjax summary` prints: per weight decay the runs, the
+# `generalized_fraction` of them (a share) and the `grokked_runs` (a count). The curves table
+# has one row per (run, evaluated step); `curves_with_config()` joins each run's varying
+# config onto it.
 
 # %%
 res.summary()
@@ -80,12 +83,23 @@ for name, result in fits.items():
         print(f"-- {name}: {result.message}")
 
 # %% [markdown]
-# Figures come back as matplotlib Figures (the command line's `grokjax plot` saves them).
+# Figures come back as matplotlib Figures that Jupyter shows as images (no `%matplotlib
+# inline` needed); the command line's `grokjax plot` saves them.
 
 # %%
 figures = res.figures(fits)
 figures["wd_speed"].savefig("wd_speed.png")
 figures["wd_speed"]
+
+# %% [markdown]
+# `res.where(...)` keeps the runs with the given config values, as a pandas filter would
+# (`--where FIELD=VALUE` on the command line): its tables, fits and figures cover those runs.
+# Here the grokking step against weight decay, for the two strongest; a run that had not
+# grokked when its training ended is drawn as "not within N steps", not as a failure.
+# `figures(by=FIELD)` chooses the field a figure draws as colours.
+
+# %%
+res.where(weight_decay=[5e-3, 1e-2]).figures()["grokking_time"]
 
 # %% [markdown]
 # A results directory, local or on `gs://` / `s3://`, reads back with `grokjax.load`, with its

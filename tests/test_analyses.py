@@ -122,6 +122,6 @@ def test_report_on_a_wd_sweep_starts_with_its_laws(rng, tmp_path):
     unsupported = text.split("## Not supported by this sweep\n\n")[1].split("\n")[0]
     assert unsupported.startswith("**Hidden-node spectra**: needs the features table")
     assert "**Generalization boundary p*(M)**: needs train_fraction to vary" in unsupported
-    assert unsupported.count("**: needs") == 7
+    assert unsupported.count("**: needs") == 9
     assert "diverged: 1" in text and "run00000 | diverged at step 40" in text
     assert "No grokjax metadata" in text

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 import grokjax
 from grokjax import analysis, cli, outdir, spec, storage
 from grokjax.spec import tomllib  # tomli on Python 3.10
+from grokjax.toml_writer import to_toml
 
 TINY = tomllib.loads(TINY_SWEEP)  # the helpers' sweep file as a dict: 9 runs of Z_7
 ONE_RUN = {"seed": 0, "weight_decay": 0.0}  # overrides that leave one run of TINY
@@ -44,7 +45,7 @@ def test_run_from_python_equals_the_same_sweep_from_the_cli(python_and_cli):
 
 def test_a_bad_dict_gets_the_cli_message_and_nothing_is_written(tmp_path, capsys):
     bad = {**TINY, "fixed": {**TINY["fixed"], "activation": "tanh", "K": -3}}
-    path = write_sweep(tmp_path, spec.to_toml(bad), "bad.toml")
+    path = write_sweep(tmp_path, to_toml(bad), "bad.toml")
     assert cli.main(["sweep", str(path), "--results", str(tmp_path / "cli")]) == 2
     printed = capsys.readouterr().err
     with pytest.raises(spec.SpecError) as raised:
@@ -108,6 +109,10 @@ def test_results_tables_provenance_fits_and_figures(python_and_cli, tmp_path):
     assert list(res.curves_with_config(["lr"]).columns) == [*res.curves.columns, "lr"]
     summary = res.summary()
     assert summary.index.name == "weight_decay" and summary.runs.tolist() == [3, 3, 3]
+    # a share and a count side by side, named so that they cannot be mistaken for each other
+    assert list(summary.columns) == ["runs", "generalized_fraction", "grokked_runs",
+                                     "median_grok_step", "median_final_test_acc",
+                                     "diverged_runs"]
     fits = res.fit(n_boot=20)
     assert list(fits) == [entry.name for entry in analysis.ANALYSES]
     assert fits["stages"].usable and fits["lr_effect"].message == "needs lr to vary, it is 0.01"

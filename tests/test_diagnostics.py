@@ -410,3 +410,23 @@ def test_fourier_summaries_count_active_nodes_only():
     np.testing.assert_array_equal(D.active_nodes(W), [True] * 3 + [False] * 3)
     assert float(D.frequency_dominated_fraction(W, order, 2)) == 1.0
     assert int(D.frequencies_covered(W, order, 2)) == 3
+
+
+def test_the_stage_measure_weighs_nodes_by_their_energy():
+    """Three Fourier nodes of norm 2, three memorizing nodes of norm 1 and four single-frequency
+    nodes that weight decay shrank to ~0: half the active nodes, 7 of 10 of all nodes (a shrunk
+    node's direction counts too), and 12/15 of W's energy are frequency-dominated."""
+    order = 11
+    m = np.arange(order)
+    fourier = [2 * fourier_node(order, k, 1.0, 0.0, 1) for k in (1, 2, 3)]
+    memo = []
+    for g in (0, 3, 5):
+        node = np.zeros(2 * order)
+        node[[g, order + (7 - g) % order]] = 1 / np.sqrt(2)
+        memo.append(node)
+    dead = [1e-6 * np.cos(2 * np.pi * 4 * np.concatenate([m, m]) / order) for _ in range(4)]
+    W = jnp.asarray(np.stack(fourier + memo + dead, axis=1), jnp.float32)
+    summary = D.fourier_summary(W, order, 2)
+    np.testing.assert_allclose(summary["frequency_dominated_fraction"], 3 / 6, rtol=1e-6)
+    np.testing.assert_allclose(summary["frequency_dominated_all"], 7 / 10, rtol=1e-6)
+    np.testing.assert_allclose(summary["frequency_dominated_energy"], 12 / 15, rtol=1e-5)

@@ -10,7 +10,7 @@ from helpers import TINY_SWEEP
 
 import grokjax
 from grokjax import cli
-from grokjax.export import export_tensorboard
+from grokjax.export import export_tensorboard, run_names
 from grokjax.spec import tomllib  # tomli on Python 3.10
 from grokjax.storage import StorageError
 
@@ -28,6 +28,7 @@ RUNS = pd.DataFrame({
     "diagnostics": [False, False],
     "final_test_acc": [0.5, 1.0],
     "step_test_acc_099": pd.array([None, 20], dtype="Int64"),
+    "generalized": [False, True],
 })
 CURVES = pd.DataFrame({
     "run_id": pd.array(["a0", "a0", "b1", "b1", "b1"], dtype="string"),
@@ -52,25 +53,48 @@ def values(events: list) -> list:
     return [(event.step, value) for event in events for value in event.summary.value]
 
 
-def test_each_run_becomes_a_tensorboard_run(tmp_path):
+def hparams_of(summaries: list, tag: str):
+    (value,) = [value for _, value in summaries if value.tag == tag]
+    return HParamsPluginData.FromString(value.metadata.plugin_data.content)
+
+
+def test_each_run_becomes_a_tensorboard_run_named_by_its_varying_config(tmp_path):
     assert export_tensorboard(RUNS, CURVES, tmp_path) == 2
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["a0", "b1"]
-    summaries = values(read_events(tmp_path / "b1"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["weight_decay=0",
+                                                                "weight_decay=0.001"]
+    summaries = values(read_events(tmp_path / "weight_decay=0.001"))
     scalars = {(value.tag, step): value.simple_value for step, value in summaries
                if value.metadata.plugin_data.plugin_name != "hparams" and value.HasField(
                    "simple_value")}
     assert scalars == {("train_loss", 0): 1.0, ("train_loss", 10): 0.25,
-                       ("train_loss", 20): 0.125, ("test_acc", 0): 0.0, ("test_acc", 20): 1.0}
-    (start,) = [value for _, value in summaries
-                if value.tag == "_hparams_/session_start_info"]
-    config = HParamsPluginData.FromString(
-        start.metadata.plugin_data.content).session_start_info.hparams
-    assert config["weight_decay"].number_value == 1e-3 and config["K"].number_value == 16
-    assert config["group"].string_value == "23" and "ridge_lambda" not in config
-    assert "final_test_acc" not in config  # a summary, not a hyperparameter
+                       ("train_loss", 20): 0.125, ("test_acc", 0): 0.0, ("test_acc", 20): 1.0,
+                       ("grokking_step", 20): 20.0, ("generalized", 20): 1.0}
+    config = hparams_of(summaries, "_hparams_/session_start_info").session_start_info.hparams
+    assert dict(config) == {"weight_decay": config["weight_decay"]}  # K, group: constant
+    assert config["weight_decay"].number_value == 1e-3
+    metrics = hparams_of(summaries, "_hparams_/experiment").experiment.metric_infos
+    assert [metric.name.tag for metric in metrics] == ["train_loss", "test_acc",
+                                                       "grokking_step", "generalized"]
     (text,) = [value for _, value in summaries if value.tag.startswith("run")]
     table = text.tensor.string_val[0].decode()
     assert "| final_test_acc | 1.0 |" in table and "| step_test_acc_099 | 20 |" in table
+    not_grokked = {value.tag for _, value in values(read_events(tmp_path / "weight_decay=0"))}
+    assert "generalized" in not_grokked and "grokking_step" not in not_grokked
+
+
+def test_run_names_are_unique_and_safe_for_a_file_system():
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "group": ["2x3", "2x3", "S4", "S4"],
+                         "train_fraction": [0.25, 0.5, 0.25, 0.25],
+                         "test_size": [0.75, 0.5, 0.75, 0.75], "seed": [1, 1, 1, 1],
+                         "lr": [0.01, 0.01, 0.01, 0.010000001]})
+    assert run_names(runs).tolist() == [
+        "group=2x3,lr=0.01,train_fraction=0.25", "group=2x3,lr=0.01,train_fraction=0.5",
+        "group=S4,lr=0.01,train_fraction=0.25,run_id=c",
+        "group=S4,lr=0.01,train_fraction=0.25,run_id=d"]  # %g hides lr's difference
+    odd = run_names(runs.assign(group=["expr:x*y mod 5", "7"] * 2))
+    assert odd[1] == "group=7,lr=0.01,train_fraction=0.5"
+    assert odd[0] == "group=expr_x_y_mod_5,lr=0.01,train_fraction=0.25,run_id=a"
+    assert run_names(runs.iloc[:1]).tolist() == ["a"]  # nothing varies
 
 
 def test_a_url_destination_is_refused(tmp_path, monkeypatch):
@@ -86,10 +110,10 @@ def test_cli_export_tensorboard_writes_every_run_of_a_sweep(tmp_path, capsys):
     out = tmp_path / "tensorboard"
     assert cli.main(["export", "tensorboard", str(res.directory), str(out)]) == 0
     assert capsys.readouterr().out.startswith(f"wrote 2 runs to {out}")
-    assert sorted(path.name for path in out.iterdir()) == sorted(res.runs.run_id)
+    assert sorted(path.name for path in out.iterdir()) == ["seed=0", "seed=1"]
     run_id = res.runs.run_id.iloc[0]
     scalars = {(value.tag, step): value.simple_value
-               for step, value in values(read_events(out / run_id))
+               for step, value in values(read_events(out / f"seed={res.runs.seed.iloc[0]}"))
                if value.tag in ("test_acc", "train_loss")}
     curves = res.curves[res.curves.run_id == run_id]
     assert len(scalars) == 2 * len(curves)

@@ -16,7 +16,9 @@ from grokjax.analysis.boundary import (
 from grokjax.analysis.collapse import collapse
 from grokjax.analysis.core import as_float
 from grokjax.analysis.dynamics import STAGE_METRICS, stages
+from grokjax.analysis.generalization_map import generalization_map
 from grokjax.analysis.grok_law import LAW_A, LAW_PRODUCT, grok_law
+from grokjax.analysis.grokking_time import censored_quantiles, grokking_time
 from grokjax.analysis.irrep import irrep_scaling
 from grokjax.analysis.lr import lr_effect
 from grokjax.analysis.wd import LAW_ETA_ZERO, LAW_WD_SLOPE, wd_speed
@@ -30,7 +32,6 @@ PLANTED_WD_SLOPE = -1.0
 # Every runs-table column, with the value a synthetic run gets unless a generator sets it.
 DEFAULTS = {
     "sweep": "synthetic", "group_name": None, "group_abelian": True, "max_irrep_degree": 1,
-    "max_real_irrep_dim": 2, "irreps": "1R×1, 1C×2", "theorem3_width": 44,
     "num_ops": 2, "K": 512, "activation": "sqr", "loss": "mse", "optimizer": "adam", "lr": 5e-4,
     "weight_decay": 2e-4, "seed": 0, "critical_ratio_delta": np.nan, "steps": 3000,
     "eval_every": 10, "other_layers": 0, "ridge_lambda": np.nan,
@@ -41,7 +42,6 @@ DEFAULTS = {
     "diverged": False, "diverged_step": pd.NA, "wall_seconds": 1.0,
 }
 DTYPES = {"sweep": "string", "run_id": "string", "group": "string", "group_name": "string",
-          "irreps": "string",
           "step_train_acc_1": "Int64", "step_test_acc_050": "Int64", "step_test_acc_090": "Int64",
           "step_test_acc_095": "Int64", "step_test_acc_099": "Int64", "diverged_step": "Int64"}
 
@@ -83,7 +83,7 @@ def boundary_runs(rng, orders=ORDERS, c=PLANTED_C, width=0.2, seeds=12, n_p=7, s
 
 
 def wd_runs(rng, etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), seeds=8, slope=PLANTED_WD_SLOPE,
-            noise=0.25, steps=30_000, eval_every=10):
+            noise=0.25, steps=30_000, eval_every=10, optimizer="sgd"):
     """Planted grokking time t = 0.2·η^slope·lognormal(noise), seen at the eval cadence; runs
     that would need more than ``steps`` never reach the threshold; η = 0 never groks."""
     eta = np.repeat(np.array([0.0, *etas]), seeds)
@@ -95,7 +95,8 @@ def wd_runs(rng, etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), seeds=8, slope=PLANTED_WD_
     step[~reached] = pd.NA
     return runs_table(np.full(eta.size, 71), 0.4, reached, weight_decay=eta,
                       seed=np.tile(np.arange(seeds), len(etas) + 1), steps=steps,
-                      eval_every=eval_every, **{GROKKED_COLUMN: step})
+                      steps_trained=steps, eval_every=eval_every, optimizer=optimizer,
+                      **{GROKKED_COLUMN: step})
 
 
 def width_runs(rng, order=23, widths=(8, 16, 32, 44, 64, 128, 256), n_trains=(60, 120, 240, 480),
@@ -116,6 +117,24 @@ def lr_runs(rng, lrs=(5e-4, 1e-3, 2e-3, 5e-3), fractions=(0.2, 0.3), seeds=10):
     generalized = rng.random(lr.size) < np.clip(1.5 - lr / 4e-3, 0, 1)
     return runs_table(np.full(lr.size, 71), p, generalized, lr=lr,
                       seed=np.tile(np.arange(seeds), len(lrs) * len(fractions)))
+
+
+def tfwd_runs(rng, etas=(0.0, 1e-4, 1e-3), fractions=(0.1, 0.15, 0.2, 0.3, 0.45, 0.6), seeds=6,
+              width=0.15):
+    """One group (Z_71), train fraction × weight decay: a boundary p*(η) = 0.3·(1e-3/η)^0.2
+    that moves down with η; η = 0 never generalizes. Generalized runs grokked at step 1000.
+    test_size is 1 − the fraction asked for, as the engine records it."""
+    shape = (len(etas), len(fractions), seeds)
+    eta = np.broadcast_to(np.asarray(etas)[:, None, None], shape).ravel()
+    p = np.broadcast_to(np.asarray(fractions)[None, :, None], shape).ravel()
+    with np.errstate(divide="ignore"):
+        log_p_star = np.log(0.3 * (1e-3 / eta) ** 0.2)
+    generalized = rng.random(eta.size) < 1 / (1 + np.exp(-(np.log(p) - log_p_star) / width))
+    step = pd.array(np.where(generalized, 1000, 0), dtype="Int64")
+    step[~generalized] = pd.NA
+    return runs_table(np.full(eta.size, 71), p, generalized, weight_decay=eta, test_size=1 - p,
+                      seed=np.tile(np.arange(seeds), len(etas) * len(fractions)),
+                      **{GROKKED_COLUMN: step})
 
 
 def synthetic_curves(runs: pd.DataFrame, points: int = 40, diagnostics: bool = False):
@@ -139,7 +158,8 @@ def synthetic_curves(runs: pd.DataFrame, points: int = 40, diagnostics: bool = F
     if diagnostics:
         frame = frame.assign(G_F_norm=np.exp(-frame["step"] / 500) + 0.1,
                              FtF_off_diag_ratio=0.06 - 0.05 * frame["test_acc"],
-                             frequency_dominated_fraction=frame["test_acc"])
+                             frequency_dominated_fraction=frame["test_acc"],
+                             frequency_dominated_energy=frame["test_acc"])
     return frame
 
 
@@ -306,7 +326,7 @@ def test_wd_speed_recovers_planted_slope(rng):
     per_eta = result.detail.set_index("eta")
     assert list(per_eta.index) == [0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3]  # η = 0 kept, on its own
     assert per_eta.loc[0, "n_grokked"] == 0 and per_eta.loc[0, "fraction_hi"] > 0
-    assert per_eta.n_never.sum() + per_eta.n_grokked.sum() == 48
+    assert per_eta.n_not_within.sum() + per_eta.n_grokked.sum() == 48
     reasons = result.excluded.reason.value_counts()
     assert reasons["η = 0: log η undefined (counted in the η = 0 contrast)"] == 8
 
@@ -320,6 +340,24 @@ def test_wd_speed_laws_say_whether_the_ci_contains_the_prediction(rng):
     assert never.value == 0 and never.contains and never.n_runs == 8
     shallow = wd_speed(wd_runs(rng, slope=-0.7, noise=0.05)).laws.set_index("law")
     assert shallow.loc[LAW_WD_SLOPE, "verdict"] == "rejected: CI excludes -1"
+    adam = wd_speed(wd_runs(rng, optimizer="adam")).laws.set_index("law").loc[LAW_WD_SLOPE]
+    assert adam.verdict.startswith("not a test here: the prediction runs through the gradient")
+    assert "optimizer = sgd" in adam.verdict and adam.assumes.startswith("optimizer adam")
+
+
+def test_wd_speed_counts_runs_that_ran_out_of_steps_as_censored(rng):
+    """A budget that cuts the slowest runs short: the censored fit keeps them (as later than
+    their last step) and still covers the planted slope; the η = 0 law is 'within N steps'."""
+    runs = wd_runs(rng, steps=2_000)
+    result = wd_speed(runs)
+    row = result.table.iloc[0]
+    assert row.n_censored > 5 and row.n_runs == 40  # every η > 0 run is in the fit
+    assert row.b_lo <= PLANTED_WD_SLOPE <= row.b_hi
+    slowest = result.detail.set_index("eta").loc[1e-5]
+    assert slowest.n_not_within > 0 and slowest.not_within == 2_000
+    never = result.laws.set_index("law").loc[LAW_ETA_ZERO]
+    assert never.assumes == "within 2000 steps"
+    assert "never" not in " ".join(result.excluded.reason)
 
 
 def test_wd_speed_refuses_a_two_point_slope(rng):
@@ -334,7 +372,7 @@ def test_wd_speed_refuses_a_two_point_slope(rng):
 def test_wd_speed_where_nothing_grokked(rng):
     result = wd_speed(wd_runs(rng, steps=5))
     assert result.table.status.iloc[0] == "too few η" and "has 0 (none)" in result.message
-    assert result.detail.n_never.sum() == 48
+    assert result.detail.n_not_within.sum() == 48
     no_zero = wd_speed(wd_runs(rng, steps=5).query("weight_decay > 0"))
     assert no_zero.status == "insufficient"
 
@@ -363,6 +401,15 @@ def test_memorization_width(rng):
     assert detail.loc[240, "K_gen"] == 44 and np.isnan(detail.loc[60, "K_gen"])
     row = result.table.iloc[0]
     assert row.status == "ok" and row.n_points == 4 and row.slope_lo < 0.5 < row.slope_hi
+
+
+def test_memorization_width_compares_with_theorem_3_for_the_group(rng):
+    """Theorem 3's width is 2 Σ_k d_k⁴, not 2M − 2, for a non-abelian group: Z_5 ⋊ Z_4 (M =
+    20, one irrep of degree 4) needs 518; the runs table's column is used when present."""
+    runs = width_runs(rng, order=20).assign(group="semidirect:5:4:2")
+    assert list(memorization_width(runs).detail.K_predicted.unique()) == [518]
+    stated = runs.assign(theorem3_width=999)
+    assert list(memorization_width(stated).detail.K_predicted.unique()) == [999]
 
 
 @pytest.mark.parametrize("column, values, labels", [
@@ -433,7 +480,8 @@ def irrep_runs(rng, variable="d_R", exponent=1.0, constant=0.5, specs=IRREP_GROU
             max_irrep_degree=facts.max_degree, max_real_irrep_dim=facts.max_real_dim,
             irreps=facts.description, theorem3_width=facts.theorem3_width, K=360))
     runs = pd.concat(tables, ignore_index=True)
-    return runs.assign(run_id=[f"run{i:05d}" for i in range(len(runs))]).astype(DTYPES)
+    return runs.assign(run_id=[f"run{i:05d}" for i in range(len(runs))]).astype(
+        DTYPES | {"irreps": "string"})
 
 
 @pytest.mark.parametrize("truth", ["d_R", "d_k"])
@@ -549,3 +597,43 @@ def test_grok_law_says_what_it_lacks(rng):
     assert result.status == "insufficient" and "a needs ≥ 3" in result.message
     no_decay = runs.assign(weight_decay=0.0)
     assert grok_law(no_decay).excluded["reason"].str.startswith("η = 0").all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Grokking time against the swept fields; generalization per train fraction and field
+
+
+def test_censored_quartiles_count_runs_not_grokked_as_later_than_any():
+    nan = np.nan
+    assert censored_quantiles(np.array([10.0, 20.0, 30.0, 40.0])).tolist() == [17.5, 25.0, 32.5]
+    assert censored_quantiles(np.array([10.0, 20.0, 30.0, nan])).tolist() == [17.5, 25.0, np.inf]
+    assert censored_quantiles(np.array([10.0, 20.0, nan, nan])).tolist() == [17.5, np.inf, np.inf]
+    assert censored_quantiles(np.array([nan, nan])).tolist() == [np.inf] * 3
+
+
+def test_grokking_time_per_condition_with_runs_not_grokked_within_their_steps(rng):
+    runs = wd_runs(rng, etas=(1e-5, 1e-4, 1e-3), seeds=8, steps=30_000)
+    result = grokking_time(runs)
+    assert result.status == "ok" and result.n_runs == len(runs)
+    table = result.table.set_index("weight_decay")
+    assert table.loc[0.0, "n_grokked"] == 0 and table.loc[0.0, "t_grok_median"] == np.inf
+    assert table.loc[0.0, "not_within"] == 30_000  # the steps the censored runs were trained
+    assert np.isnan(table.loc[1e-3, "not_within"]) and table.loc[1e-3, "n_grokked"] == 8
+    grokked = runs[runs.weight_decay == 1e-3][GROKKED_COLUMN].astype(float)
+    assert table.loc[1e-3, "t_grok_median"] == grokked.median()
+    stopped = runs.assign(steps_trained=np.where(runs.weight_decay == 0, 5000, 30_000))
+    assert grokking_time(stopped).table.set_index("weight_decay").loc[0.0, "not_within"] == 5000
+    constant = grokking_time(runs[runs.weight_decay == 1e-3])
+    assert constant.status == "unsupported" and "needs a numeric field to vary" in constant.message
+
+
+def test_generalization_map_cells_and_when_the_group_alone_varies(rng):
+    runs = tfwd_runs(rng)
+    result = generalization_map(runs)
+    assert result.status == "ok" and len(result.table) == 3 * 6
+    cell = result.table.query("weight_decay == 0.001 and train_fraction > 0.59").iloc[0]
+    chosen = runs[(runs.weight_decay == 1e-3) & (runs.train_fraction > 0.59)]
+    assert cell.n == 6 and cell.n_generalized == chosen.generalized.sum()
+    assert cell.condition == "weight_decay=0.001" and cell.group_name == "Z_71"
+    groups = generalization_map(boundary_runs(rng, orders=(23, 41)))
+    assert groups.status == "unsupported" and "phase diagram" in groups.message

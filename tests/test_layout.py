@@ -12,7 +12,8 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "src" / "grokjax"
 # Bottom to top; a module imports only from floors below its own (never from its own floor).
 FLOORS = [
     ["errors"],
-    ["irreps", "expressions", "stats", "storage", "model", "optim", "progress"],
+    ["irreps", "expressions", "stats", "storage", "model", "optim", "progress",
+     "toml_writer"],
     ["groups"],
     ["dataset", "kernels", "diagnostics"],
     ["outdir"],
@@ -23,7 +24,8 @@ FLOORS = [
     ["plan"],
     ["analysis.core"],
     ["analysis.figures", "analysis.markdown"],
-    ["analysis.boundary", "analysis.dynamics", "analysis.lr", "analysis.wd", "analysis.width"],
+    ["analysis.boundary", "analysis.dynamics", "analysis.generalization_map",
+     "analysis.grokking_time", "analysis.lr", "analysis.wd", "analysis.width"],
     ["analysis.collapse", "analysis.grok_law", "analysis.irrep", "analysis.report"],
     ["analysis"],
     ["engine"],

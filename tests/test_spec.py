@@ -1,9 +1,11 @@
 """Sweep files: every bad input is a clear error before compute; the CLI exits 2, writes nothing."""
 
+import numpy as np
 import pytest
 from helpers import TINY_SWEEP, write_sweep
 
-from grokjax import cli, config, outdir, spec
+from grokjax import api, cli, config, outdir, spec, sweep
+from grokjax.toml_writer import to_toml
 
 
 def problems(text: str) -> str:
@@ -105,6 +107,7 @@ def test_cli_sweep_writes_tables_and_prints_a_summary(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "9 runs in" in out and "weight_decay" in out and "run-steps/s" in out
+    assert "generalized_fraction: share of the runs" in out and "grokked_runs: how many" in out
     assert (results_root / "tiny" / "_manifest.json").exists()
     assert cli.main(["summary", str(results_root / "tiny")]) == 0
     assert cli.main(["plan", str(path)]) == 0
@@ -367,7 +370,7 @@ def test_from_dict_validates_like_the_file_and_records_the_effective_toml():
     bad = {**mapping, "fixed": {**mapping["fixed"], "stesp": 3, "K": -1}}
     with pytest.raises(spec.SpecError) as from_dict_error:
         spec.from_dict(bad)
-    assert from_dict_error.value.problems == problems_of(spec.to_toml(bad))
+    assert from_dict_error.value.problems == problems_of(to_toml(bad))
 
 
 def problems_of(text: str) -> list[str]:
@@ -390,3 +393,60 @@ def test_cli_sweep_with_overrides_writes_its_own_directory(tmp_path, capsys):
     assert "[[overrides]]" in recorded and spec.parse(recorded).output_name == out_dir.name
     assert cli.main(["summary", str(out_dir)]) == 0
     assert "4 runs in" in capsys.readouterr().out
+
+
+def test_numpy_values_tuples_and_ranges_are_the_runs_of_their_python_values():
+    plain = spec.parse(TINY_SWEEP, overrides={"K": 64, "seed": {"range": [1, 4]},
+                                              "weight_decay": [0.0, 1e-3]})
+    given = spec.parse(TINY_SWEEP, overrides={"K": np.int64(64), "seed": range(1, 4),
+                                              "weight_decay": np.array([0.0, 1e-3])})
+    assert [config.run_id(r) for r in given.runs()] == [config.run_id(r) for r in plain.runs()]
+    assert given.output_name == plain.output_name == (
+        "tiny+K-64+seed-range1,4+weight_decay-0.0,0.001")
+    assert given.source_text == plain.source_text
+    mapping = {"sweep": {"name": "np"}, "fixed": {"group": "7", "K": np.int64(16)},
+               "grid": {"seed": (0, 1), "lr": np.logspace(-3, -2, 3)}}
+    grid = spec.from_dict(mapping).grids[0]
+    assert grid["seed"] == [0, 1] and grid["lr"] == [1e-3, 10**-2.5, 1e-2]
+    assert all(type(value) is float for value in grid["lr"])
+    with pytest.raises(spec.SpecError, match="K must be an integer, got 64.5"):
+        spec.parse(TINY_SWEEP, overrides={"K": np.float64(64.5)})
+
+
+def test_cli_finds_a_sweep_by_name_as_the_api_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(spec.SpecError) as raised:
+        api.sweep_spec("tiny")
+    assert cli.main(["sweep", "tiny", "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: {raised.value}\n"
+    (tmp_path / "sweeps").mkdir()
+    write_sweep(tmp_path / "sweeps")
+    assert cli.main(["sweep", "tiny", "--set", "K=8", "--set", "seed=0", "--set",
+                     "weight_decay=0", "--no-progress"]) == 0
+    assert (tmp_path / "results" / "tiny+K-8+seed-0+weight_decay-0" / "_manifest.json").exists()
+    assert cli.main(["plan", "wd"]) == 0  # the checkout's sweeps/wd.toml
+    assert "wd: " in capsys.readouterr().out
+
+
+def test_ctrl_c_during_a_sweep_is_one_line_exit_130_and_the_rerun_resumes(
+        tmp_path, monkeypatch, capsys):
+    path = write_sweep(tmp_path)
+    flush = sweep.Writer.flush
+
+    def interrupted(writer):  # Ctrl-C once the first runs are on disk
+        flush(writer)
+        if writer.report.runs_trained:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep.Writer, "flush", interrupted)
+    argv = ["sweep", str(path), "--results", str(tmp_path / "results"), "--no-progress"]
+    assert cli.main(argv) == 130
+    out_dir = tmp_path / "results" / "tiny"
+    saved = len(outdir.read_table(out_dir, "runs"))
+    assert 0 < saved < 9
+    assert capsys.readouterr().err == (f"interrupted: {saved} runs saved in {out_dir}; rerun "
+                                       "the same command to resume\n")
+    assert outdir.read_json(out_dir / "_process-0.json")["status"] == "interrupted"
+    monkeypatch.setattr(sweep.Writer, "flush", flush)
+    assert cli.main(argv) == 0
+    assert f"skipped (already done) {saved}" in capsys.readouterr().out

@@ -164,7 +164,8 @@ def test_diagnostics_add_curves_features_and_stage_summaries(tmp_path):
     curves = outdir.read_table(report.out_dir, "curves")
     features = outdir.read_table(report.out_dir, "features")
     assert {"dF_norm", "G_F_norm", "FtF_off_diag_ratio", "dW_cos_dist",
-            "frequency_dominated_fraction"} <= set(curves.columns)
+            "frequency_dominated_fraction", "frequency_dominated_all",
+            "frequency_dominated_energy"} <= set(curves.columns)
     assert len(features) == len(runs) * 16  # K = 16 nodes per run
     assert set(features["dominant_frequency"]) <= set(range(1, 4))  # Z_7: frequencies 1..3
     assert {"step_G_F_peak", "step_features_emerged", "frequencies_covered"} <= set(runs.columns)

@@ -12,9 +12,10 @@ import sys
 
 import pandas as pd
 
-from grokjax import __version__, api, config, engine, errors, plan, spec, sweep
+from grokjax import __version__, api, config, engine, errors, outdir, plan, spec, sweep
 from grokjax.coordination import initialize_distributed
 from grokjax.schema import GENERALIZED_TEST_ACC
+from grokjax.storage import Location
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
@@ -34,12 +35,15 @@ def parse_bytes(text: str) -> int:
 
 
 def print_summary(res: api.Results) -> None:
-    print(f"\n{len(res.runs)} runs in {res.directory}  "
-          f"(pandas.read_parquet({str(res.directory / 'runs')!r}))")
-    print(f"generalized = final test accuracy >= {GENERALIZED_TEST_ACC}; grok step = first step "
-          f"with test accuracy >= {GENERALIZED_TEST_ACC}")
+    runs = (f"{len(res.runs)} of {len(res.whole.runs)} runs in {res.directory} where "
+            f"{res.selection_text}" if res.whole is not None
+            else f"{len(res.runs)} runs in {res.directory}")
+    print(f"\n{runs}  (pandas.read_parquet({str(res.directory / 'runs')!r}))")
+    print(f"generalized_fraction: share of the runs whose final test accuracy >= "
+          f"{GENERALIZED_TEST_ACC}; grokked_runs: how many runs reached test accuracy >= "
+          f"{GENERALIZED_TEST_ACC} (median_grok_step: the first step they did)")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(res.summary().to_string(float_format=lambda v: f"{v:.3g}"))
+        print(res.summary().to_string(float_format=lambda v: f"{v:.4g}"))
 
 
 def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -> str:
@@ -51,22 +55,43 @@ def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -
 
 
 def load_spec(args) -> spec.SweepSpec:
-    """The sweep file with its --set/--grid overrides (a field given twice is an error)."""
+    """The sweep file (a path or a name under sweeps/, looked up as ``grokjax.run`` does) with
+    its --set/--grid overrides (a field given twice is an error)."""
     overrides: dict[str, object] = {}
     for text, grid in [(t, False) for t in args.set] + [(t, True) for t in args.grid]:
         key, value = spec.cli_override(text, grid)
         if key in overrides:
             raise errors.SpecError([f"{key} is given twice in --set/--grid"], "command line")
         overrides[key] = value
-    sweep_spec = spec.load(args.file, args.scale, overrides)
+    sweep_spec = api.sweep_spec(args.file, args.scale, overrides)
     if sweep_spec.duplicate_runs:
         print(f"note: {sweep_spec.duplicate_runs} duplicate run(s) dropped (the same config in "
               "several grids)", file=sys.stderr)
     return sweep_spec
 
 
+def saved_runs(out: Location) -> int:
+    """How many runs of the sweep in ``out`` are in its parts (as their footers record)."""
+    plan_record = outdir.read_json(out / outdir.PLAN_FILE)
+    if not plan_record:
+        return 0
+    return len(outdir.RunIndex(out, plan_record["identity"]).scan())
+
+
 def cmd_sweep(args) -> int:
+    """Train the sweep; Ctrl-C ends it with one line saying what is saved (exit 130, the
+    shell's code for SIGINT) instead of a traceback: every finished run is on disk."""
     sweep_spec = load_spec(args)
+    out = Location(args.out) if args.out else Location(args.results) / sweep_spec.output_name
+    try:
+        return train_and_summarise(args, sweep_spec, out)
+    except KeyboardInterrupt:
+        print(f"interrupted: {saved_runs(out)} runs saved in {out}; rerun the same command to "
+              "resume", file=sys.stderr)
+        return 130
+
+
+def train_and_summarise(args, sweep_spec: spec.SweepSpec, out: Location) -> int:
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     import jax
@@ -75,9 +100,8 @@ def cmd_sweep(args) -> int:
     budget = args.memory_budget or engine.default_memory_budget()
     if process == 0:
         print(describe_plan(sweep_spec, budget, jax.process_count()), flush=True)
-    report = sweep.run_sweep(sweep_spec, args.results, out_dir=args.out,
-                             overwrite=args.overwrite, memory_budget=budget,
-                             progress=not args.no_progress)
+    report = sweep.run_sweep(sweep_spec, out_dir=out, overwrite=args.overwrite,
+                             memory_budget=budget, progress=not args.no_progress)
     compile_text = ", ".join(f"{b}: {s:.1f}s" for b, s in report.compile_seconds.items())
     print(f"{f'process {process}: ' if jax.process_count() > 1 else ''}"
           f"runs trained {report.runs_trained} ({report.runs_stopped} stopped early), skipped "
@@ -96,8 +120,24 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def load_results(args) -> api.Results:
+    """The results directory, restricted by every ``--where FIELD=VALUE[,VALUE...]``."""
+    selection: dict[str, list[str]] = {}
+    for text in args.where:
+        name, sep, values = (part.strip() for part in text.partition("="))
+        if not sep or not name or not values:
+            raise errors.SpecError([f"--where takes FIELD=VALUE (or FIELD=V1,V2), got {text!r}"],
+                                   "--where")
+        if name in selection:
+            raise errors.SpecError([f"{name} is given twice in --where; give its values as "
+                                    f"{name}={','.join(selection[name])},{values}"], "--where")
+        selection[name] = [value.strip() for value in values.split(",")]
+    res = api.load(args.dir)
+    return res.where(**selection) if selection else res
+
+
 def cmd_summary(args) -> int:
-    print_summary(api.load(args.dir))
+    print_summary(load_results(args))
     return 0
 
 
@@ -117,7 +157,10 @@ def cmd_export(args) -> int:
 def cmd_fit(args) -> int:
     """Every analysis the tables support, printed with the laws it tested; the others say why
     not, one line each."""
-    fits = api.load(args.dir).fit(n_boot=args.bootstrap)
+    res = load_results(args)
+    if res.selection:
+        print(repr(res))
+    fits = res.fit(n_boot=args.bootstrap)
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         for name, result in fits.items():
             print(f"\n== {name}: {result.status}. {result.message}")
@@ -132,14 +175,15 @@ def cmd_fit(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    res = api.load(args.dir)
-    for name, (path, reason) in res.save_figures(args.out, res.fit(n_boot=args.bootstrap)).items():
+    res = load_results(args)
+    saved = res.save_figures(args.out, res.fit(n_boot=args.bootstrap), by=args.by)
+    for name, (path, reason) in saved.items():
         print(f"{name}: {path or 'skipped: ' + reason}")
     return 0
 
 
 def cmd_report(args) -> int:
-    path = api.load(args.dir).report(args.out, n_boot=args.bootstrap)
+    path = load_results(args).report(args.out, n_boot=args.bootstrap, by=args.by)
     print(f"wrote {path}")
     return 0
 
@@ -166,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_file(name, help_text):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("file", help="a sweep TOML file, e.g. sweeps/wd.toml")
+        sub.add_argument("file", help="a sweep TOML file (e.g. sweeps/wd.toml) or the name of one "
+                                      "under sweeps/ (e.g. wd)")
         sub.add_argument("--scale", default="default",
                          help="a [scale.NAME] of the file, e.g. paper (default: the CPU scale)")
         sub.add_argument("--memory-budget", type=parse_bytes, default=None,
@@ -202,19 +247,31 @@ def build_parser() -> argparse.ArgumentParser:
                       "nothing").set_defaults(func=cmd_plan)
     commands.add_parser("list", help="list the available groups, activations, losses and "
                                      "optimizers").set_defaults(func=cmd_list)
+    def reader(name, func, help_text):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("dir", help="a results directory, e.g. results/wd")
+        sub.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                         help="only the runs with this config value (FIELD=V1,V2: any of them); "
+                              "repeat for several fields, e.g. --where K=64 --where "
+                              "weight_decay=0.001,0.01")
+        sub.set_defaults(func=func)
+        return sub
+
     for name, func, help_text in (
             ("fit", cmd_fit, "fit the scaling laws to a results directory"),
             ("plot", cmd_plot, "draw the figures of a results directory (PNG)"),
             ("report", cmd_report, "fits, figures and provenance as a Markdown report")):
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("dir", help="e.g. results/ratio")
+        sub = reader(name, func, help_text)
         sub.add_argument("--bootstrap", type=int, default=1000,
                          help="bootstrap replicates for the confidence intervals")
+        if name == "fit":
+            continue
         sub.add_argument("--out", default=None, help="output file (report) or directory (plot)")
-        sub.set_defaults(func=func)
-    summary = commands.add_parser("summary", help="summarise a results directory")
-    summary.add_argument("dir", help="e.g. results/wd")
-    summary.set_defaults(func=cmd_summary)
+        sub.add_argument("--by", default=None, metavar="FIELD",
+                         help="the field the figures draw as colours, one per value, with a "
+                              "panel per combination of the other varied fields, e.g. --by "
+                              "weight_decay (default: each figure chooses)")
+    reader("summary", cmd_summary, "summarise a results directory")
     export = commands.add_parser("export", help="write a results directory for another tool")
     export.add_argument("format", choices=["tensorboard"],
                         help="tensorboard: event files, one run each (needs grokjax[tensorboard])")

@@ -237,21 +237,33 @@ def active_nodes(W: Array) -> Array:
 
 def fourier_summary(W: Array, order: int, num_ops: int,
                     threshold: float = 0.5) -> dict[str, Array]:
-    """The per-evaluation Fourier summaries of W, from one spectrum and one norm pass:
+    """The per-evaluation Fourier summaries of W, from one spectrum and one norm pass. A node is
+    *frequency-dominated* when its ``dominant_power_fraction`` is ≥ ``threshold``.
 
-    * ``frequency_dominated_fraction``: the fraction of the active nodes (``active_nodes``)
-      whose ``dominant_power_fraction`` is ≥ ``threshold``;
-    * ``frequencies_covered`` (int32): the number of distinct dominant frequencies among those
-      nodes; the maximum is ⌊M/2⌋, the local-maximum frequencies of Corollary 2 (coverage,
-      Thm 3 / Thm 8);
+    * ``frequency_dominated_fraction``: the fraction of the active nodes (``active_nodes``) that
+      are frequency-dominated;
+    * ``frequency_dominated_all``: the fraction of all K nodes that are;
+    * ``frequency_dominated_energy``: the share of W's energy Σ_j ‖w_j‖² in the nodes that are:
+      the stage measure. Counting active nodes only makes features "emerge" once weight decay
+      has removed the others, well after the network generalized on them; counting all nodes
+      keeps the shrinking memorization nodes in the denominator for ever; weighting each node
+      by its energy counts the nodes the network's output is made of, as they form.
+    * ``frequencies_covered`` (int32): the number of distinct dominant frequencies among the
+      active frequency-dominated nodes; the maximum is ⌊M/2⌋, the local-maximum frequencies of
+      Corollary 2 (coverage, Thm 3 / Thm 8);
     * ``active_node_fraction``: the fraction of nodes that are active.
     """
     stats = node_fourier_stats(W, order, num_ops)
     active = active_nodes(W)
-    counted = (stats["dominant_power_fraction"] >= threshold) & active
+    dominated = stats["dominant_power_fraction"] >= threshold
+    counted = dominated & active
+    energy = _sq_norm(W.astype(jnp.float32), axis=0)
     hit = stats["dominant_frequency"][:, None] == jnp.arange(1, order // 2 + 1)
     return {
         "frequency_dominated_fraction": jnp.sum(counted) / jnp.sum(active),
+        "frequency_dominated_all": jnp.mean(dominated.astype(jnp.float32)),
+        "frequency_dominated_energy": jnp.sum(jnp.where(dominated, energy, 0.0))
+        / jnp.sum(energy),
         "frequencies_covered": jnp.sum(jnp.any(hit & counted[:, None], axis=0)).astype(jnp.int32),
         "active_node_fraction": jnp.mean(active.astype(jnp.float32)),
     }

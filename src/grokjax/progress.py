@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 import time
 
-from tqdm.auto import tqdm
+# The plain bar: it is drawn only on a terminal, so tqdm.auto's notebook widget would never
+# show, and in a Jupyter kernel without ipywidgets tqdm.auto warns "IProgress not found".
+from tqdm import tqdm
 
 PROGRESS_LINE_SECONDS = 10.0  # a log line this often when the output is not a terminal
 

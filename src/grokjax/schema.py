@@ -24,6 +24,9 @@ GROKKED_COLUMN = f"step_test_acc_{round(GENERALIZED_TEST_ACC * 100):03d}"
 GROKKED_TEXT = f"test accuracy ≥ {GENERALIZED_TEST_ACC:g}"  # what reaching t_grok means
 MEMORIZED_COLUMN = "step_train_acc_1"  # t_mem: the first evaluated step with train accuracy 1
 GENERALIZED_TEXT = f"final test acc ≥ {GENERALIZED_TEST_ACC:g}"  # what "generalized" means
+# Features have emerged once half of W's energy sits in frequency-dominated nodes
+# (diagnostics.fourier_summary's frequency_dominated_energy; step_features_emerged).
+FEATURES_EMERGED_ENERGY = 0.5
 
 RUN_CONFIG_DTYPES = config.COLUMN_DTYPES
 RUN_SUMMARY_DTYPES = {

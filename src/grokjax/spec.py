@@ -28,7 +28,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass, replace
@@ -38,6 +37,7 @@ from typing import Any
 from grokjax import config, search, stop
 from grokjax.config import FIELDS, RunConfig
 from grokjax.errors import SpecError
+from grokjax.toml_writer import to_toml
 
 try:
     import tomllib
@@ -333,6 +333,22 @@ def _build(raw: dict, text: str, scale: str, source: str,
     return spec
 
 
+def plain(value: Any) -> Any:
+    """A value from Python as TOML would give it: numpy scalars and arrays (anything with
+    ``tolist``, pandas too) as Python numbers and lists, tuples as lists, a ``range`` as the
+    range form, dicts and lists item by item; so ``K=np.int64(64)`` is the run of ``K=64``,
+    with its id, and ``seed=range(1, 9)`` writes the directory of ``seed={"range": [1, 9]}``."""
+    if isinstance(value, range):
+        return {"range": [value.start, value.stop, *([value.step] if value.step != 1 else [])]}
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
 def parse(text: str, scale: str = "default", source: str = "sweep",
           overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Parse and validate a sweep file's text; raise SpecError listing every problem."""
@@ -340,17 +356,20 @@ def parse(text: str, scale: str = "default", source: str = "sweep",
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError([f"not valid TOML: {err}"], source) from None
-    return _build(raw, text, scale, source, overrides)
+    return _build(raw, text, scale, source, plain(overrides))
 
 
 def from_dict(mapping: dict, scale: str = "default",
               overrides: dict[str, Any] | None = None, source: str = "sweep") -> SweepSpec:
     """Validate a sweep given as a dict exactly as its TOML file would be (same messages).
 
-    ``overrides`` maps field → value: a single value fixes the field, a list or a range dict
-    (``{"range": [1, 21]}``) makes it an axis of every grid. The spec's ``source_text`` is the
-    mapping written as TOML, so results record (and re-parse) it like a file.
+    ``overrides`` maps field → value: a single value fixes the field, a list (a tuple, a numpy
+    array, a ``range``) or a range dict (``{"range": [1, 21]}``) makes it an axis of every
+    grid; numpy values count as the Python values they hold (``plain``). The spec's
+    ``source_text`` is the mapping written as TOML, so results record (and re-parse) it like a
+    file.
     """
+    mapping, overrides = plain(mapping), plain(overrides)
     spec = _build(mapping, "", scale, source, overrides)  # validated, so it writes as TOML
     return replace(spec, source_text=_with_overrides(to_toml(mapping), overrides))
 
@@ -368,44 +387,7 @@ def load(path: str | Path, scale: str = "default",
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing TOML (sweeps given as dicts, and overrides) and reading command-line values
-#
-# Written here rather than with tomli_w: tomli_w moves every table-valued key (a range form such
-# as seed = {range = [1, 21]}) below the scalar keys as a [grid.seed] sub-table, and key order is
-# meaning here: the order of a grid's axes and of the overrides, hence the runs' order and the
-# output directory's name, must survive the round trip through _sweep.toml.
-
-
-def _toml_key(key: str) -> str:
-    return key if _NAME.match(key) else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value) if math.isfinite(value) else ("nan" if value != value else
-                                                         ("inf" if value > 0 else "-inf"))
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid in TOML
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_toml_value, value)) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                               for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def to_toml(mapping: dict[str, dict | list[dict]]) -> str:
-    """A validated sweep mapping as TOML: its tables as ``[key]``, lists of tables as
-    ``[[key]]``, anything deeper inline."""
-    lines = []
-    for key, value in mapping.items():
-        for table in value if isinstance(value, list) else [value]:
-            lines += ["", f"[[{_toml_key(key)}]]" if isinstance(value, list) else
-                      f"[{_toml_key(key)}]"]
-            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines).strip("\n") + "\n"
+# Overrides as TOML text, and reading them from the command line
 
 
 def _with_overrides(text: str, overrides: dict[str, Any] | None) -> str:

@@ -26,6 +26,7 @@ from grokjax.plan import Bucket, PlannedRun
 from grokjax.schema import (
     CURVES_DTYPES,
     DIAGNOSTIC_SUMMARY_DTYPES,
+    FEATURES_EMERGED_ENERGY,
     GENERALIZED_TEST_ACC,
     METRICS,
     RUNS_DTYPES,
@@ -215,9 +216,10 @@ def diagnostic_summary(curves: dict[str, np.ndarray], steps: np.ndarray, last: n
         "final_active_node_fraction": curves["active_node_fraction"][rows, last],
     }
     if "frequency_dominated_fraction" in curves:
-        dominated = curves["frequency_dominated_fraction"]
-        summary["step_features_emerged"] = _first_step(dominated >= 0.5, steps)
-        summary["final_frequency_dominated_fraction"] = dominated[rows, last]
+        summary["step_features_emerged"] = _first_step(
+            curves["frequency_dominated_energy"] >= FEATURES_EMERGED_ENERGY, steps)
+        summary["final_frequency_dominated_fraction"] = (
+            curves["frequency_dominated_fraction"][rows, last])
         covered = curves["frequencies_covered"][rows, last]
         summary["frequencies_covered"] = _nullable_int(np.nan_to_num(covered, nan=-1).astype(
             np.int64), np.isfinite(covered))

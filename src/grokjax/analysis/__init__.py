@@ -5,7 +5,7 @@ One module per family holds its fits, figures, report section and registry entri
 analysis is adding a module with its ``ANALYSES`` and naming it in ``FAMILIES``.
 
     fits = fit_all(runs, curves, features)          # {name: FitResult}, in registry order
-    figures = draw_figures(fits)                    # {figure name: Figure or the reason not}
+    figures = draw_figures(fits, by=None)           # {figure name: Figure or the reason not}
     text = report(runs, fits, figure_files, provenance, source)   # Markdown
 
 Nothing here reads or writes files: ``grokjax.api.Results`` reads the tables (local, gs://,
@@ -17,12 +17,24 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from grokjax.analysis import boundary, collapse, dynamics, grok_law, irrep, lr, wd, width
+from grokjax.analysis import (
+    boundary,
+    collapse,
+    dynamics,
+    generalization_map,
+    grok_law,
+    grokking_time,
+    irrep,
+    lr,
+    wd,
+    width,
+)
 from grokjax.analysis.core import FitResult, Inputs
 from grokjax.analysis.figures import PlotSkipped, png_bytes
 from grokjax.analysis.report import render_report
 
-FAMILIES = (dynamics, wd, boundary, irrep, grok_law, collapse, lr, width)  # report order
+FAMILIES = (dynamics, wd, grokking_time, boundary, generalization_map, irrep, grok_law,
+            collapse, lr, width)  # report order
 ANALYSES = tuple(analysis for family in FAMILIES for analysis in family.ANALYSES)
 BY_NAME = {analysis.name: analysis for analysis in ANALYSES}
 
@@ -43,8 +55,11 @@ def fit_all(runs: pd.DataFrame, curves: pd.DataFrame | None = None,
     return fits
 
 
-def draw_figures(fits: dict[str, FitResult]) -> dict[str, Figure | str]:
-    """Every figure of every fitted analysis: a Figure, or the reason it was not drawn."""
+def draw_figures(fits: dict[str, FitResult], by: str | None = None) -> dict[str, Figure | str]:
+    """Every figure of every fitted analysis: a Figure, or the reason it was not drawn. ``by``:
+    the config column that figures comparing conditions within a panel draw as colours (one
+    per value), a panel per combination of the other varied columns; by default each figure
+    chooses."""
     drawn: dict[str, Figure | str] = {}
     for name, result in fits.items():
         for figure_name, draw in BY_NAME[name].figures.items():
@@ -52,7 +67,7 @@ def draw_figures(fits: dict[str, FitResult]) -> dict[str, Figure | str]:
                 drawn[figure_name] = f"{name} is {result.status}: {result.message}"
                 continue
             try:
-                drawn[figure_name] = draw(result, fits)
+                drawn[figure_name] = draw(result, fits, by)
             except PlotSkipped as skipped:
                 drawn[figure_name] = str(skipped)
     return drawn

@@ -22,7 +22,14 @@ from grokjax.analysis.core import (
     varying_config,
     with_wilson,
 )
-from grokjax.analysis.figures import fit_panels, fixed_ticks, interval_text, law_fit_row, panels
+from grokjax.analysis.figures import (
+    PlotSkipped,
+    fit_panels,
+    fixed_ticks,
+    interval_text,
+    law_fit_row,
+    panels,
+)
 from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GENERALIZED_TEXT
 
@@ -279,6 +286,11 @@ def plot_phase_diagram(boundary: FitResult, law: FitResult | None) -> Figure:
     """M × train fraction heatmap of the generalized fraction, with each group's fitted p*
     (CI bars), the fitted c·ln M/M and the paper code's 2.7482·ln M/M."""
     cells, labels = fit_panels(boundary, "boundary", "detail")  # table order: numeric
+    if cells["group"].nunique() == 1:
+        raise PlotSkipped(f"one group only ({cells['group'].iloc[0]}, M = {cells['M'].iloc[0]}):"
+                          " the phase diagram's axis is the group order M, and c·ln M / M needs"
+                          " several; generalization_map shows the train fraction against the"
+                          " sweep's other fields")
     table = boundary.table
     figure, axes = panels(labels, width=6.4, height=4.8)
     mesh = None
@@ -360,7 +372,8 @@ ANALYSES = (
     Analysis("generalization_boundary", "Generalization boundary p*(M)",
              lambda i: generalization_boundary(i.runs, i.n_boot, i.level, i.seed),
              boundary_section,
-             {"phase_diagram": lambda r, fits: plot_phase_diagram(r, fits["boundary_law"])},
+             {"phase_diagram":
+              lambda r, fits, _: plot_phase_diagram(r, fits["boundary_law"])},
              varies=("train_fraction",)),
     Analysis("boundary_law", "Boundary law p* = c·ln M / M",
              lambda i: boundary_law(i.fits["generalization_boundary"], i.level),

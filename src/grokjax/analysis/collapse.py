@@ -110,6 +110,6 @@ def collapse_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("collapse", "Collapse onto c_eff = n_train / (M ln M)",
              lambda i: collapse(i.runs, level=i.level), collapse_section,
-             {"collapse": lambda r, fits: plot_collapse(r, fits["boundary_law"])},
+             {"collapse": lambda r, fits, _: plot_collapse(r, fits["boundary_law"])},
              varies=("train_fraction", "group")),
 )

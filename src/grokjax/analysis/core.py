@@ -32,6 +32,7 @@ LAW_COLUMNS = ("law", "condition", "value", "lo", "hi", "predicted", "prediction
 # test it here (and the verdict says why: a width below Theorem 3's, a boundary that moves with
 # the step budget, a misfit beyond the model, a sufficient condition, another optimizer...).
 CONSISTENT, REJECTED, NOT_A_TEST = "consistent", "rejected", "not a test here"
+QUANTILES = ("t_grok_q25", "t_grok_median", "t_grok_q75")  # columns of censored_quantiles
 
 
 def no_exclusions() -> pd.DataFrame:
@@ -145,6 +146,18 @@ def with_wilson(cells: pd.DataFrame, level: float) -> pd.DataFrame:
                         fraction_hi=hi)
 
 
+def censored_quantiles(t_grok: np.ndarray) -> np.ndarray:
+    """The quartiles of grokking steps with NaN (not grokked within the steps trained) counted
+    later than any step: a quartile that needs such a run, or lies between one and a grokked
+    run, is ``inf``."""
+    finite = t_grok[np.isfinite(t_grok)]
+    if not len(finite):
+        return np.full(3, np.inf)
+    later = 2 * finite.max() + 1  # any value above every grokked run orders the same
+    quartiles = np.quantile(np.where(np.isfinite(t_grok), t_grok, later), [0.25, 0.5, 0.75])
+    return np.where(quartiles > finite.max(), np.inf, quartiles)
+
+
 def law_row(law: str, condition: str, value: float, lo: float, hi: float, predicted: float,
             prediction: str, n_runs: int, *, assumes: str = "",
             not_a_test: str = "") -> dict[str, object]:
@@ -192,7 +205,8 @@ class Analysis:
     title: str
     fit: Callable[[Inputs], FitResult]
     section: Callable[[FitResult, float], list[str]]  # Markdown lines of its report section
-    figures: dict[str, Callable[[FitResult, dict[str, FitResult]], Figure]]
+    # Each figure from (its fit, every fit, by: the field the caller wants as colours or None).
+    figures: dict[str, Callable[[FitResult, dict[str, FitResult], str | None], Figure]]
     varies: tuple[str, ...] = ()  # runs-table columns that must take ≥ 2 values
     tables: tuple[str, ...] = ()  # the other tables it reads: "curves", "features"
     builds_on: str | None = None  # an earlier analysis whose usable result it needs

@@ -3,6 +3,8 @@ Fourier spectra of the hidden nodes of a grokked and a memorizing run."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -17,7 +19,15 @@ from grokjax.analysis.core import (
     split_usable,
     varying_config,
 )
-from grokjax.analysis.figures import condition_colors, fit_panels, panels, require
+from grokjax.analysis.figures import (
+    NotebookFigure,
+    condition_colors,
+    condition_fields,
+    fit_panels,
+    panels,
+    require,
+    split_conditions,
+)
 from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GROKKED_COLUMN
 
@@ -26,14 +36,16 @@ STAGE_PANELS = (  # (curve quantities drawn together, y label, log y); the last 
     (("train_acc", "test_acc"), "accuracy", False),
     (("G_F_norm",), "‖G_F‖ (backpropagated\ngradient, Eqn 2)", True),
     (("FtF_off_diag_ratio",), "F̃ᵀF̃ off-diagonal /\ndiagonal (Lemma 1)", False),
-    (("frequency_dominated_fraction",), "frequency-dominated\nfraction of nodes", False),
+    (("frequency_dominated_energy",), "share of W's energy in\nfrequency-dominated nodes",
+     False),
 )
 STAGE_METRICS = tuple(metric for metrics, _, _ in STAGE_PANELS for metric in metrics)
 # Runs-table columns giving each stage's step per run: memorized (train accuracy 1), features
-# emerged (half the active nodes frequency-dominated, diagnostics on Z_M), grokked.
+# emerged (half of W's energy in frequency-dominated nodes, diagnostics on Z_M), grokked.
 STAGE_STEPS = {"memorized": "step_train_acc_1", "features emerged": "step_features_emerged",
                "grokked": GROKKED_COLUMN}
 STAGE_LINESTYLES = {"memorized": ":", "features emerged": "-.", "grokked": "--"}
+STAGE_COLUMNS = 4  # columns of panels in a row of the stages figure
 
 
 def stages(runs: pd.DataFrame, curves: pd.DataFrame | None) -> FitResult:
@@ -58,14 +70,21 @@ def stages(runs: pd.DataFrame, curves: pd.DataFrame | None) -> FitResult:
                        var_name="metric")
     quantiles = (long.groupby([*conditions, "metric", "step"], dropna=False, sort=True)["value"]
                  .quantile([0.25, 0.5, 0.75]).unstack())
+    # How many runs each median is over: a run stopped by the sweep's stop rule has no curve
+    # points after its stop step, so the later medians are over the runs still training.
+    measured = (joined.groupby([*conditions, "step"], dropna=False, sort=True).size()
+                .rename("runs").reset_index())
     detail = (quantiles.set_axis(["q25", "median", "q75"], axis=1).reset_index()
+              .merge(measured, on=[*conditions, "step"], how="left")
               .assign(condition=lambda t: condition_labels(t, conditions)))
     present = {stage: column for stage, column in STAGE_STEPS.items() if column in usable}
     steps = usable.assign(**{stage: np.nan_to_num(as_float(usable[column]), nan=np.inf)
-                             for stage, column in present.items()})
+                             for stage, column in present.items()},
+                          stopped=usable["stopped_step"].notna() if "stopped_step" in usable
+                          else False)
     table = (steps.groupby(conditions, dropna=False, sort=True) if conditions
              else steps.groupby(lambda _: "all"))
-    table = table.agg(n_runs=("run_id", "size"),
+    table = table.agg(n_runs=("run_id", "size"), stopped_runs=("stopped", "sum"),
                       **{f"{stage} step": (stage, "median") for stage in present},
                       **{f"{stage} runs": (stage, lambda s: int(np.isfinite(s).sum()))
                          for stage in present})
@@ -103,57 +122,104 @@ def node_spectra(runs: pd.DataFrame, features: pd.DataFrame | None) -> FitResult
                      "the first run (by run_id) of each kind; active nodes only")
 
 
-def _stage_legend_text(row: pd.Series, stages: list[str]) -> str:
-    counts = ", ".join(f"{stage} {int(row[f'{stage} runs'])}/{int(row['n_runs'])}"
-                       for stage in stages)
-    return f"{row['condition'] or 'all runs'} ({counts})"
+def _stage_legend_text(label: str, row: pd.Series, stages: list[str]) -> str:
+    counts = [f"{stage} {int(row[f'{stage} runs'])}/{int(row['n_runs'])}" for stage in stages]
+    if row["stopped_runs"]:
+        counts.append(f"stopped {int(row['stopped_runs'])}/{int(row['n_runs'])}")
+    return f"{label} ({', '.join(counts)})"
 
 
-def plot_stages(result: FitResult) -> Figure:
-    """Li₂'s stages over training, per condition (colour): median (line) and inter-quartile
-    band over seeds of loss, accuracy and, with diagnostics, ‖G_F‖, the off-diagonal ratio of
-    F̃ᵀF̃ and the frequency-dominated fraction, on one symlog step axis that shows step 0; the
-    median step at which each stage is reached is marked in the condition's colour."""
-    table, labels = fit_panels(result, "stages")
-    quantiles = result.detail
-    colors = condition_colors(labels)
-    panels = [panel for panel in STAGE_PANELS if set(panel[0]) & set(quantiles["metric"])]
+def _draw_quantiles(ax, line: pd.DataFrame, n_runs: int, stopped: int, color, style: str,
+                    end_markers: bool) -> None:
+    """Median line and inter-quartile band; fainter from the first step at which stopped runs'
+    curves have ended (the median there is over the runs still training), with ▼ where they
+    end: where the count of runs measured drops, and at the last step for the rest."""
+    steps, median, runs = line["step"].to_numpy(), line["median"].to_numpy(), line["runs"]
+    fewer = np.flatnonzero(runs.to_numpy() < n_runs)
+    cut = fewer[0] if len(fewer) else len(steps)
+    ax.plot(steps[:cut], median[:cut], color=color, ls=style, lw=1.6)
+    ax.plot(steps[max(cut - 1, 0):], median[max(cut - 1, 0):], color=color, ls=style, lw=1.0,
+            alpha=0.45)
+    ax.fill_between(steps, line["q25"], line["q75"], color=color, alpha=0.15, lw=0)
+    if not (end_markers and stopped):
+        return
+    ends = np.flatnonzero(np.diff(runs.to_numpy()) < 0)
+    if stopped > int(runs.iloc[0] - runs.iloc[-1]):  # the rest stopped at the last step shown
+        ends = np.append(ends, len(steps) - 1)
+    ax.plot(steps[ends], median[ends], ls="none", marker="v", ms=6, mfc="none", color=color,
+            mew=1.2, zorder=3)
+
+
+def plot_stages(result: FitResult, by: str | None = None) -> Figure:
+    """Li₂'s stages over training: per condition, median (line) and inter-quartile band over
+    seeds of loss, accuracy and, with diagnostics, ‖G_F‖, the off-diagonal ratio of F̃ᵀF̃ and
+    the frequency-dominated fraction, on one symlog step axis that shows step 0; the median
+    step at which each stage is reached is marked in the condition's colour, and ▼ marks where
+    the curves of runs stopped by the sweep's stop rule end. Conditions are colours (``by``
+    chooses the field, ``split_conditions``), one column of panels per combination of the
+    others."""
+    table, _ = fit_panels(result, "stages")
+    split = split_conditions(table, condition_fields(table), by)
+    table = table.assign(colour=split.colour, panel=split.panel)
+    quantiles = result.detail.join(table.set_index("condition")[["colour", "panel"]],
+                                   on="condition")
+    colors = condition_colors(split.colour_labels())
+    rows = [panel for panel in STAGE_PANELS if set(panel[0]) & set(quantiles["metric"])]
     stages = [stage for stage in STAGE_STEPS if f"{stage} step" in table]
-    figure = Figure(figsize=(9.5, 2.3 * len(panels) + 1.2), layout="constrained")
-    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    columns = split.panel_labels()
+    width = min(len(columns), STAGE_COLUMNS)
+    blocks = math.ceil(len(columns) / width)
+    figure = NotebookFigure(figsize=(9.5 if width == 1 else 5.4 * width,
+                                     (2.3 * len(rows) + 0.6) * blocks + 0.6),
+                            layout="constrained")
+    grid = figure.subplots(len(rows) * blocks, width, sharex=True, squeeze=False)
+    for ax in grid[(blocks - 1) * len(rows):, len(columns) - (blocks - 1) * width:].ravel():
+        ax.set_visible(False)
     first_step = quantiles.loc[quantiles["step"] > 0, "step"].min()
-    for ax, (metrics, ylabel, log_y) in zip(axes, panels, strict=True):
-        for label in labels:
-            for metric in metrics:
-                line = quantiles[(quantiles["condition"] == label)
-                                 & (quantiles["metric"] == metric)]
-                style = "--" if metric.startswith("train") else "-"
-                ax.plot(line["step"], line["median"], color=colors[label], ls=style, lw=1.6)
-                ax.fill_between(line["step"], line["q25"], line["q75"], color=colors[label],
-                                alpha=0.15, lw=0)
-            row = table[table["condition"] == label].iloc[0]
-            for stage in stages:
-                if np.isfinite(row[f"{stage} step"]):
-                    ax.axvline(row[f"{stage} step"], color=colors[label],
-                               ls=STAGE_LINESTYLES[stage], lw=1.0, alpha=0.8)
-        ax.set_ylabel(ylabel, fontsize=9)
-        ax.grid(True, alpha=0.3)
-        if log_y:
-            ax.set_yscale("log")
-    axes[-1].set_xscale("symlog", linthresh=first_step, linscale=0.5)
-    axes[-1].set_xlim(0, quantiles["step"].max())
-    axes[-1].set_xlabel(f"training step (linear up to {first_step:g}, log beyond)")
-    conditions = [Line2D([], [], color=colors[label], lw=2,
-                         label=_stage_legend_text(table[table["condition"] == label].iloc[0],
-                                                  stages)) for label in labels]
+    for index, column in enumerate(columns):
+        block, position = divmod(index, width)
+        axes = grid[block * len(rows):(block + 1) * len(rows), position]
+        conditions = table[table["panel"] == column]
+        for row_index, (ax, (metrics, ylabel, log_y)) in enumerate(zip(axes, rows, strict=True)):
+            for _, row in conditions.iterrows():
+                color = colors[row["colour"]]
+                for metric in metrics:
+                    line = quantiles[(quantiles["condition"] == row["condition"])
+                                     & (quantiles["metric"] == metric)]
+                    _draw_quantiles(ax, line, int(row["n_runs"]), int(row["stopped_runs"]),
+                                    color, "--" if metric.startswith("train") else "-",
+                                    end_markers=metric == metrics[-1])
+                for stage in stages:
+                    if np.isfinite(row[f"{stage} step"]):
+                        ax.axvline(row[f"{stage} step"], color=color,
+                                   ls=STAGE_LINESTYLES[stage], lw=1.0, alpha=0.8)
+            ax.set_ylabel(ylabel, fontsize=9)
+            ax.grid(True, alpha=0.3)
+            if log_y:
+                ax.set_yscale("log")
+            if position:  # a quantity on one scale along the row
+                ax.sharey(grid[block * len(rows) + row_index, 0])
+        axes[0].set_title(column, fontsize=10)
+        axes[-1].tick_params(labelbottom=True)
+        axes[-1].set_xlabel(f"training step (linear up to {first_step:g}, log beyond)")
+        axes[0].legend(handles=[Line2D([], [], color=colors[row["colour"]], lw=2,
+                                       label=_stage_legend_text(
+                                           split.legend_label(row["colour"]), row, stages))
+                                for _, row in conditions.iterrows()],
+                       loc="lower left", fontsize=7, title_fontsize=7,
+                       title=f"{split.legend_title()} (runs reaching each stage)")
+    grid[0, 0].set_xscale("symlog", linthresh=first_step, linscale=0.5)
+    grid[0, 0].set_xlim(0, quantiles["step"].max())
     keys = ([Line2D([], [], color="black", ls="--", label="train (median, IQR band)"),
              Line2D([], [], color="black", ls="-", label="test (median, IQR band)")]
             + [Line2D([], [], color="grey", ls=STAGE_LINESTYLES[stage],
                       label=f"median step {stage}") for stage in stages])
-    axes[0].legend(handles=conditions, loc="lower left", fontsize=7,
-                   title="condition (runs reaching each stage)", title_fontsize=7)
-    axes[1].legend(handles=keys, loc="center right", fontsize=7)
-    diagnostics = len(panels) > 2
+    if table["stopped_runs"].any():
+        keys.append(Line2D([], [], color="grey", ls="none", marker="v", mfc="none",
+                           label="stopped runs' curves end (stop rule);\nfainter: the median"
+                                 " of the runs still training"))
+    grid[1, 0].legend(handles=keys, loc="center right", fontsize=7)
+    diagnostics = len(rows) > 2
     figure.suptitle("The Li₂ stages: memorization, feature emergence, grokking" if diagnostics
                     else "Grokking curves: loss and accuracy over training")
     return figure
@@ -203,8 +269,8 @@ def spectra_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("stages", "Stages of training: memorization, feature emergence, grokking",
              lambda i: stages(i.runs, i.curves), stages_section,
-             {"stages": lambda r, _: plot_stages(r)}, tables=("curves",)),
+             {"stages": lambda r, _, by: plot_stages(r, by)}, tables=("curves",)),
     Analysis("node_spectra", "Hidden-node spectra",
              lambda i: node_spectra(i.runs, i.features), spectra_section,
-             {"node_spectra": lambda r, _: plot_node_spectra(r)}, tables=("features",)),
+             {"node_spectra": lambda r, *_: plot_node_spectra(r)}, tables=("features",)),
 )

@@ -36,7 +36,7 @@ from grokjax.analysis.core import (
     split_usable,
     varying_config,
 )
-from grokjax.analysis.figures import PlotSkipped, fit_panels, interval_text
+from grokjax.analysis.figures import NotebookFigure, PlotSkipped, fit_panels, interval_text
 from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GROKKED_COLUMN, GROKKED_TEXT, MEMORIZED_COLUMN
 
@@ -212,7 +212,7 @@ def plot_grok_law(result: FitResult) -> Figure:
     if len(labels) > 4:
         raise PlotSkipped(f"{len(labels)} conditions would need a row each (limit 4)")
     table = result.table.set_index("condition")
-    figure = Figure(figsize=(17, 4.8 * len(labels)), layout="constrained")
+    figure = NotebookFigure(figsize=(17, 4.8 * len(labels)), layout="constrained")
     axes = figure.subplots(len(labels), 3, squeeze=False)
     groups = sorted(detail["group"].unique())
     colour = {g: colormaps["tab10"](i % 10) for i, g in enumerate(groups)}
@@ -297,6 +297,6 @@ def grok_law_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("grok_law", "When a run groks: t_grok − t_mem against lr·η and p/p* − 1",
              lambda i: grok_law(i.runs, i.fits.get("generalization_boundary"), i.level),
-             grok_law_section, {"grok_law": lambda r, _: plot_grok_law(r)},
+             grok_law_section, {"grok_law": lambda r, *_: plot_grok_law(r)},
              varies=("train_fraction", "weight_decay")),
 )

@@ -410,6 +410,6 @@ ANALYSES = (
     Analysis("irrep_scaling", "Which irreps set the data a group needs",
              lambda i: irrep_scaling(i.fits["generalization_boundary"], i.runs, i.level,
                                      seed=i.seed),
-             irrep_section, {"irrep_scaling": lambda r, _: plot_irrep_scaling(r)},
+             irrep_section, {"irrep_scaling": lambda r, *_: plot_irrep_scaling(r)},
              varies=("train_fraction", "max_irrep_degree"), builds_on="generalization_boundary"),
 )

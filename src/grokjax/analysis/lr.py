@@ -69,5 +69,5 @@ def lr_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("lr_effect", "Learning rate near the boundary",
              lambda i: lr_effect(i.runs, level=i.level), lr_section,
-             {"lr_effect": lambda r, _: plot_lr_effect(r)}, varies=("lr",)),
+             {"lr_effect": lambda r, *_: plot_lr_effect(r)}, varies=("lr",)),
 )

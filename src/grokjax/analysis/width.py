@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from grokjax import stats
+from grokjax import groups, stats
 from grokjax.analysis.core import (
     Analysis,
     FitResult,
@@ -24,10 +24,25 @@ def _smallest_k(per_k: pd.DataFrame, satisfied: pd.Series) -> float:
     return float(per_k.loc[satisfied, "K"].min()) if satisfied.any() else np.nan
 
 
+def _theorem3_width(runs: pd.DataFrame, cells: pd.DataFrame) -> float:
+    """Theorem 3's width for the group of ``cells``: the runs table's ``theorem3_width``, or
+    from the group itself for tables written before it had the column (NaN for a table that
+    is not a group)."""
+    mine = runs[runs["M"] == cells["M"].iloc[0]]
+    if "group" in cells:
+        mine = runs[runs["group"] == cells["group"].iloc[0]]
+    if "theorem3_width" in mine:
+        width = int(mine["theorem3_width"].iloc[0])
+        return float(width) if width else np.nan
+    group = groups.parse_group(str(mine["group"].iloc[0]))
+    return float(group.irrep_facts.theorem3_width) if group.is_group else np.nan
+
+
 def memorization_width(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
     """From a K × n_train sweep: per n_train the smallest K whose median final train accuracy is
     1 (K_mem) and the smallest K where at least half the seeds generalize (K_gen), next to the
-    sufficient width 2M − 2 of Theorem 3; per condition, log K_mem vs log n_train by OLS."""
+    sufficient width of Theorem 3 for the group (2 Σ_k d_k⁴ over its irreps; 2M − 2 when it
+    is abelian); per condition, log K_mem vs log n_train by OLS."""
     name = "memorization_width"
     early = precheck(name, runs, ("K", "n_train", "M", "final_train_acc", "generalized"))
     if early:
@@ -47,7 +62,7 @@ def memorization_width(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
             "K_min_tried": int(cells["K"].min()), "K_max_tried": int(cells["K"].max()),
             "K_mem": _smallest_k(cells, cells["train_acc_median"] >= 1.0),
             "K_gen": _smallest_k(cells, cells["gen_fraction"] >= 0.5),
-            "K_predicted": 2 * int(cells["M"].iloc[0]) - 2})
+            "K_predicted": _theorem3_width(usable, cells)})
     detail = pd.DataFrame(rows)
     if detail.empty:
         return FitResult(name, "insufficient", "no usable runs", excluded=excluded)
@@ -76,7 +91,7 @@ def memorization_width(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
 
 
 def plot_memorization_width(mem: FitResult) -> Figure:
-    """K_mem and K_gen vs n_train on log-log axes, with the sufficient width 2M − 2 and the
+    """K_mem and K_gen vs n_train on log-log axes, with Theorem 3's sufficient width and the
     fitted power law of K_mem."""
     detail, labels = fit_panels(mem, "memorization-width", "detail")
     if not np.isfinite(detail[["K_mem", "K_gen"]].to_numpy(float)).any():
@@ -89,7 +104,7 @@ def plot_memorization_width(mem: FitResult) -> Figure:
         ax.plot(panel["n_train"], panel["K_gen"], "s-", color="C2",
                 label="K_gen: ≥ 50% of seeds generalize")
         ax.axhline(panel["K_predicted"].iloc[0], color="black", ls="--",
-                   label=f"2M − 2 = {panel['K_predicted'].iloc[0]} (Thm 3)")
+                   label=f"Theorem 3's width 2Σd_k⁴ = {panel['K_predicted'].iloc[0]:g}")
         row = mem.table[mem.table["condition"] == label].iloc[0]
         if row["status"] == "ok":
             n = np.geomspace(panel["n_train"].min(), panel["n_train"].max(), 50)
@@ -106,7 +121,7 @@ def width_section(result: FitResult, level: float) -> list[str]:
     return [markdown_table(result.detail, {
         "condition": "condition", "n_train": "n_train", "M": "M", "n_runs": "runs",
         "K_min_tried": "smallest K", "K_mem": "K_mem", "K_gen": "K_gen",
-        "K_predicted": "2M − 2"}), "", "Power law K_mem ∝ n_train^slope:", "",
+        "K_predicted": "Theorem 3's width"}), "", "Power law K_mem ∝ n_train^slope:", "",
         markdown_table(result.table, {
             "condition": "condition", "n_points": "points", "slope": f"slope [{level:.0%} CI]",
             "status": "status", "message": "note"}, intervals=("slope",))]
@@ -115,6 +130,6 @@ def width_section(result: FitResult, level: float) -> list[str]:
 ANALYSES = (
     Analysis("memorization_width", "Width to memorize and to generalize",
              lambda i: memorization_width(i.runs, level=i.level), width_section,
-             {"memorization_width": lambda r, _: plot_memorization_width(r)},
+             {"memorization_width": lambda r, *_: plot_memorization_width(r)},
              varies=("K", "train_fraction")),
 )
