@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples
 
 # make sweep-<name> [SCALE=paper]: runs sweeps/<name>.toml into results/<name> (results/<name>-paper
-# at paper scale): wd, ratio, width, fig3, lr, optim, depth, topv, zeroinit
+# at paper scale): wd, ratio, width, irrep, groktime, fig3, lr, optim, depth, topv, zeroinit
 $(addprefix sweep-,$(SWEEPS)): sweep-%: $(STAMP)
 	$(BIN)/grokjax sweep sweeps/$*.toml $(SWEEP_FLAGS)
 
