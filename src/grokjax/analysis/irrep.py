@@ -52,6 +52,7 @@ LAW_CODE = "exponent of the code's d_k/2 in c"
 LAW_TYPE = "c ratio, same complex degrees"
 GROUP_COLUMNS = ("M", "group_abelian", "max_irrep_degree", "max_real_irrep_dim", "irreps",
                  "theorem3_width", "K")
+C_TICKS = (0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30)  # c on a log axis
 _IRREP = re.compile(r"(\d+)([RCH])×(\d+)")  # an entry of the runs table's `irreps`: "2H×3"
 
 
@@ -322,8 +323,12 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
                         label=f"{condition or 'fit'}: e = "
                               f"{interval_text(fit.exponent, fit.exponent_lo, fit.exponent_hi)}"
                               f", weight {fit.weight:.2g}")
+        # room above the points for the legend, and plain ticks on the narrow log axis
+        low, high = groups["c_lo"].min() / 1.1, groups["c_hi"].max() * 1.7
         ax.set(xscale="log", yscale="log", xlabel=f"{candidate.name} (log scale)",
-               ylabel="c = p*·M / ln M (log)")
+               ylabel="c = p*·M / ln M (log)", ylim=(low, high))
+        ticks = [t for t in C_TICKS if low <= t <= high]
+        fixed_ticks(ax.yaxis, ticks, [f"{t:g}" for t in ticks])
         values = sorted(groups[candidate.name].unique())
         if len(values) <= 5:  # a few values: tick exactly those
             fixed_ticks(ax.xaxis, values, [f"{v:g}" for v in values])
