@@ -17,7 +17,7 @@ from grokjax.analysis.collapse import collapse
 from grokjax.analysis.core import as_float
 from grokjax.analysis.dynamics import STAGE_METRICS, stages
 from grokjax.analysis.generalization_map import generalization_map
-from grokjax.analysis.grok_law import LAW_A, LAW_PRODUCT, grok_law
+from grokjax.analysis.grok_law import LAW_A, LAW_ETA, LAW_PRODUCT, grok_law
 from grokjax.analysis.grokking_time import censored_quantiles, grokking_time
 from grokjax.analysis.irrep import irrep_scaling
 from grokjax.analysis.lr import lr_effect
@@ -588,6 +588,7 @@ def test_grok_law_recovers_each_optimizers_exponents_and_the_unlimited_boundary(
     assert verdicts[(LAW_A, "optimizer=sgd")].startswith("consistent")
     assert verdicts[(LAW_A, "optimizer=adam")].startswith("not a test here: adam normalises")
     assert verdicts[(LAW_PRODUCT, "optimizer=sgd")].startswith("consistent")
+    assert verdicts[(LAW_ETA, "optimizer=sgd")].startswith("consistent")
 
 
 def test_grok_law_says_what_it_lacks(rng):

@@ -42,6 +42,7 @@ from grokjax.schema import GROKKED_COLUMN, GROKKED_TEXT, MEMORIZED_COLUMN
 
 PREDICTED_A = 1.0  # t ~ 1/η at a fixed step size (§7): features learn at a rate ∝ lr·η
 LAW_A = "exponent a of lr·η in t_grok − t_mem"
+LAW_ETA = "exponent a_η of η, lr's apart (free form)"
 LAW_PRODUCT = "a_η − a_lr: η's exponent beyond lr's"
 ADAM_LIKE = ("adam", "adamw")  # optimizers that normalise the gradient's scale away
 AXES = ("group", "train_fraction", "lr", "weight_decay")  # what the law spans
@@ -73,10 +74,10 @@ def grok_law(runs: pd.DataFrame, boundary: FitResult | None = None,
               level: float = 0.95) -> FitResult:
     """Fit t_grok − t_mem = A·(lr·η)^−a·(p/p* − 1)^−ν per condition (e.g. per optimizer), with
     one p* per group, by interval-censored maximum likelihood (log-normal scatter); Wald
-    intervals. A free form with separate exponents of lr and η checks that they enter as the
-    product (a_η − a_lr = 0). ``boundary`` (the generalization_boundary fit of the same runs)
-    gives the boundary at the sweep's step budget for each (group, lr, η), set beside the law's
-    p* and the law's own prediction of the finite-budget boundary:
+    intervals. A free form with separate exponents of lr and η gives a_η (§7: 1) and checks
+    that they enter as the product (a_η − a_lr = 0). ``boundary`` (the generalization_boundary
+    fit of the same runs) gives the boundary at the sweep's step budget for each (group, lr, η),
+    set beside the law's p* and the law's own prediction of the finite-budget boundary:
     p*·(1 + (A·(lr·η)^−a / (steps − t_mem))^(1/ν)).
     """
     name = "grok_law"
@@ -91,7 +92,8 @@ def grok_law(runs: pd.DataFrame, boundary: FitResult | None = None,
         return FitResult(name, "insufficient", "no run with η > 0 that memorized",
                          excluded=excluded)
     conditions = varying_config(frame, exclude=AXES)
-    finite_budget = _finite_budget_boundaries(boundary)
+    # the boundary fit's p* per (condition columns, group) at the sweep's step budget
+    finite_budget = boundary.table if boundary is not None and boundary.usable else None
     rows, details, laws = [], [], []
     for key, cell in (frame.groupby(conditions, sort=True) if conditions else [((), frame)]):
         key = key if isinstance(key, tuple) else (key,)
@@ -108,6 +110,9 @@ def grok_law(runs: pd.DataFrame, boundary: FitResult | None = None,
             laws += [law_row(LAW_A, label, row["a"], row["a_lo"], row["a_hi"], PREDICTED_A,
                              "t ~ 1/η at a fixed step size (§7; G_F ∝ η, Lemma 1)",
                              row["n_runs"], assumes=assumes, not_a_test=adam_like),
+                     law_row(LAW_ETA, label, row["a_eta"], row["a_eta_lo"], row["a_eta_hi"],
+                             PREDICTED_A, "t ~ 1/η (§7)", row["n_runs"], assumes=assumes,
+                             not_a_test=adam_like),
                      law_row(LAW_PRODUCT, label, row["eta_excess"], row["eta_excess_lo"],
                              row["eta_excess_hi"], 0.0, "lr and η act as lr·η (§7)",
                              row["n_runs"], assumes=assumes, not_a_test=adam_like)]
@@ -137,39 +142,32 @@ def _fit_condition(cell: pd.DataFrame, level: float) -> tuple[dict, pd.DataFrame
         problems.append(f"grokked runs at fewer than {stats.MIN_DISTINCT_X} train fractions")
     if problems:
         return base | {"status": "insufficient", "message": "; ".join(problems)}, None
-    x = np.log(cell["lr_eta"].to_numpy())
-    ones = np.ones_like(x)
-    fit = stats.threshold_censored_lognormal(
-        cell["lower"], cell["upper"], np.stack([ones, x], 1), cell["train_fraction"],
-        cell["group"], level)
-    # The free form log T = … − a_lr·log lr − a_η·log η, written on log(lr·η) and log η so
-    # that the coefficient of log η is a_η − a_lr itself, with its interval.
-    free = stats.threshold_censored_lognormal(
-        cell["lower"], cell["upper"], np.stack([ones, x, np.log(cell["weight_decay"])], 1),
-        cell["train_fraction"], cell["group"], level).fit
+    log_lr, log_eta = np.log(cell["lr"].to_numpy()), np.log(cell["weight_decay"].to_numpy())
+
+    def fitted(*columns):
+        design = np.stack([np.ones_like(log_lr), *columns], 1)
+        return stats.threshold_censored_lognormal(cell["lower"], cell["upper"], design,
+                                                  cell["train_fraction"], cell["group"], level)
+
+    fit = fitted(log_lr + log_eta)
     law = fit.fit
-    row = base | {
-        "n_runs": len(cell), "n_censored": law.n_censored, "A": np.exp(law.coef[0]),
-        # log T falls with a·log(lr·η): a is minus the coefficient, its bounds swapped
-        "a": -law.coef[1], "a_lo": -law.hi[1], "a_hi": -law.lo[1],
-        "nu": law.coef[2], "nu_lo": law.lo[2], "nu_hi": law.hi[2], "sigma": law.sigma,
-        "a_lr": -free.coef[1], "a_lr_lo": -free.hi[1], "a_lr_hi": -free.lo[1],
-        "eta_excess": -free.coef[2], "eta_excess_lo": -free.hi[2],
-        "eta_excess_hi": -free.lo[2],
-        "status": "ok" if law.converged else "no convergence",
-        "message": "" if law.converged else "the likelihood did not converge"}
+    # Free forms: log T = … − a_lr·log lr − a_η·log η, and the same on log(lr·η) and log η,
+    # whose coefficient of log η is a_η − a_lr itself (the product form's test).
+    free, product = fitted(log_lr, log_eta).fit, fitted(log_lr + log_eta, log_eta).fit
+    row = base | {"n_runs": len(cell), "n_censored": law.n_censored, "A": np.exp(law.coef[0]),
+                  "sigma": law.sigma, "status": "ok" if law.converged else "no convergence",
+                  "message": "" if law.converged else "the likelihood did not converge"}
+    for name, source, index in (("a", law, 1), ("a_lr", free, 1), ("a_eta", free, 2),
+                                ("eta_excess", product, 2)):
+        # log T falls with these exponents: each is minus its coefficient, bounds swapped
+        row |= {name: -source.coef[index], f"{name}_lo": -source.hi[index],
+                f"{name}_hi": -source.lo[index]}
+    row |= {"nu": law.coef[2], "nu_lo": law.lo[2], "nu_hi": law.hi[2]}
     thresholds = pd.DataFrame({"group": fit.groups, "p_inf": fit.threshold,
                                "p_inf_lo": fit.threshold_lo, "p_inf_hi": fit.threshold_hi})
     columns = ["run_id", "group", "M", "train_fraction", "lr", "weight_decay", "lr_eta", "steps",
                MEMORIZED_COLUMN, "grokked", "lower", "upper"]
     return row, cell[columns].merge(thresholds, on="group")
-
-
-def _finite_budget_boundaries(boundary: FitResult | None) -> pd.DataFrame | None:
-    """The boundary fit's p* per (condition columns, group) at the sweep's step budget."""
-    if boundary is None or not boundary.usable:
-        return None
-    return boundary.table
 
 
 def _with_budget(detail: pd.DataFrame, finite: pd.DataFrame | None, law: dict) -> pd.DataFrame:
@@ -248,7 +246,8 @@ def plot_grok_law(result: FitResult) -> Figure:
                          fontsize=10)
         left.legend(fontsize=7, loc="lower left", title="▲ ended first", title_fontsize=7)
         _plot_boundaries(right, _cells(runs), colour)
-        right.set_title(f"{label}: boundary at unlimited steps and at {int(runs['steps'].max())}",
+        budget = int(runs["steps"].max())
+        right.set_title(f"{label}: boundary at unlimited steps and at {budget} steps",
                         fontsize=10)
     figure.suptitle("When does a run grok? t_grok − t_mem = A·(lr·η)^−a·(p/p* − 1)^−ν")
     return figure
@@ -278,8 +277,8 @@ def grok_law_section(result: FitResult, level: float) -> list[str]:
         "condition": "condition", "n_runs": "runs", "n_grokked": "grokked",
         "n_censored": "ended first", "A": "A", "a": f"a [{level:.0%} CI]",
         "nu": f"ν [{level:.0%} CI]", "sigma": "σ (log)", "a_lr": "free form: a_lr",
-        "eta_excess": "free form: a_η − a_lr", "status": "status", "message": "note"},
-        intervals=("a", "nu", "a_lr", "eta_excess")), ""]
+        "a_eta": "free form: a_η", "eta_excess": "a_η − a_lr", "status": "status",
+        "message": "note"}, intervals=("a", "nu", "a_lr", "a_eta", "eta_excess")), ""]
     if not result.detail.empty:
         lines += ["Each group's boundary at unlimited steps (the law's p*) and at the sweep's"
                   " step budget: fitted by the boundary analysis per lr·η, and predicted by the"

@@ -39,7 +39,7 @@ from grokjax.analysis.core import (
     overall,
     precheck,
 )
-from grokjax.analysis.figures import fit_panels, fixed_ticks, interval_text, panels
+from grokjax.analysis.figures import PlotSkipped, fit_panels, fixed_ticks, interval_text, panels
 from grokjax.analysis.markdown import markdown_table
 
 THEOREM4_EXPONENT = 2.0  # n ≳ d² M log(M/δ)
@@ -52,6 +52,7 @@ LAW_CODE = "exponent of the code's d_k/2 in c"
 LAW_TYPE = "c ratio, same complex degrees"
 GROUP_COLUMNS = ("M", "group_abelian", "max_irrep_degree", "max_real_irrep_dim", "irreps",
                  "theorem3_width", "K")
+LINE_STYLES = ("-", "--", ":", "-.")  # per condition (step budget), solid for the longest
 C_TICKS = (0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30)  # c on a log axis
 _IRREP = re.compile(r"(\d+)([RCH])×(\d+)")  # an entry of the runs table's `irreps`: "2H×3"
 
@@ -257,7 +258,7 @@ def _laws(condition: str, fitted: pd.DataFrame, rows: list[dict[str, object]],
                             assumes=assumes))
     for pair in contrasts:
         laws.append(law_row(f"{LAW_TYPE}: {pair['pair']}", condition, pair["ratio"], pair["lo"],
-                            pair["hi"], 1.0, "d_k (Theorem 4 as written) and the code: equal",
+                            pair["hi"], 1.0, "equal under d_k (Theorem 4 as written), d_T, code",
                             pair["n_runs"], assumes=assumes))
     return laws
 
@@ -296,13 +297,16 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
     hollow ones at the others, with each budget's fitted law; the last panel shows the
     same-degree contrasts (dicyclic / dihedral) against the ratio d_R's law predicts."""
     groups, conditions = fit_panels(irrep, "irrep-scaling", "detail")
+    if len(conditions) > len(LINE_STYLES):
+        raise PlotSkipped(f"{len(conditions)} conditions would need a line style each (limit"
+                          f" {len(LINE_STYLES)}); plot a subset of the runs (--where)")
     table = irrep.table
     figure, axes = panels([c.name for c in CANDIDATES] + ["same order, same complex degrees"],
                           width=5.4, height=4.3)
     names = list(groups.sort_values(["M", "group"])["group"].unique())
     colour = {g: colormaps["tab10"](i % 10) for i, g in enumerate(names)}
     dodge = {g: np.exp(0.03 * (i - (len(names) - 1) / 2)) for i, g in enumerate(names)}
-    styles = dict(zip(conditions, ["--", "-", ":", "-."], strict=False))
+    styles = dict(zip(reversed(conditions), LINE_STYLES, strict=False))
     longest = conditions[-1]
     for ax, candidate in zip(axes, CANDIDATES, strict=False):
         for condition in conditions:
@@ -336,9 +340,10 @@ def plot_irrep_scaling(irrep: FitResult) -> Figure:
         ax.legend(fontsize=7, loc="upper left")
     _plot_contrasts(axes[-1], irrep, conditions)
     handles = [axes[0].plot([], [], "o", color=colour[g], label=g)[0] for g in names]
-    handles += [axes[0].plot([], [], "o", color="black", mfc=fill, label=text)[0]
-                for fill, text in (("black", f"filled: {longest}"),
-                                   ("white", "hollow: shorter budget"))]
+    if len(conditions) > 1:
+        handles += [axes[0].plot([], [], "o", color="black", mfc=fill, label=text)[0]
+                    for fill, text in (("black", f"filled: {longest}"),
+                                       ("white", "hollow: shorter budget"))]
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, title="group")
     verdicts = "\n".join(f"{c or 'all'}: {_decision_text(rows)}".replace("**", "")
                           + _joint_text(rows) for c, rows in table.groupby("condition", sort=False))
@@ -367,7 +372,8 @@ def _plot_contrasts(ax, irrep: FitResult, conditions: list[str]) -> None:
         if len(law):
             predicted = [d_r_ratio[pair] ** law.iloc[0]["exponent"] for pair in pairs]
             ax.plot(np.arange(len(pairs)) + shift, predicted, "_", ms=18, mew=2,
-                    color=f"C{offset}", label=f"{condition}: d_R's law, (d_R ratio)^e")
+                    color=f"C{offset}",
+                    label=f"{condition + ': ' if condition else ''}d_R's law, (d_R ratio)^e")
     ax.axhline(1.0, color="grey", ls="--", label="d_k, d_T, code: 1")
     ax.set_xticks(range(len(pairs)), [p.replace(" / ", "\n/ ") for p in pairs], fontsize=8)
     ax.set(ylabel="ratio of c (95% CI)", xlim=(-0.6, len(pairs) - 0.4),
