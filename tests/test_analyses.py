@@ -125,3 +125,13 @@ def test_report_on_a_wd_sweep_starts_with_its_laws(rng, tmp_path):
     assert unsupported.count("**: needs") == 9
     assert "diverged: 1" in text and "run00000 | diverged at step 40" in text
     assert "No grokjax metadata" in text
+
+
+def test_a_long_table_in_the_report_says_where_the_rest_is():
+    from grokjax.analysis.markdown import markdown_table
+
+    frame = pd.DataFrame({"condition": [f"p={i}" for i in range(45)], "n": range(45)})
+    text = markdown_table(frame, {"condition": "condition", "n": "runs"}, max_rows=40)
+    assert text.count("\n| p=") == 40 and "…and 5 more rows" in text
+    assert "Results.fit()" in text and "--where" in text
+    assert "more rows" not in markdown_table(frame.head(40), {"n": "runs"}, max_rows=40)

@@ -9,8 +9,6 @@ from grokjax.analysis.core import Analysis, FitResult, split_usable
 from grokjax.analysis.markdown import interval_column, markdown_table
 from grokjax.schema import GENERALIZED_TEST_ACC, GROKKED_TEXT
 
-MAX_EXCLUDED_LISTED = 50
-
 
 def law_table(fits: dict[str, FitResult], level: float) -> list[str]:
     """Every prediction the fits tested: measured value with CI, the prediction, the verdict."""
@@ -91,9 +89,6 @@ def render_report(source: str, runs: pd.DataFrame, analyses: tuple[Analysis, ...
                   "; ".join(f"**{title}**: {reason}" for title, reason in unsupported) + ".", ""]
     if len(excluded):
         lines += ["## Excluded runs", "", markdown_table(
-            excluded.head(MAX_EXCLUDED_LISTED), {"run_id": "run_id", "reason": "reason"})]
-        if len(excluded) > MAX_EXCLUDED_LISTED:
-            lines.append(f"\n…and {len(excluded) - MAX_EXCLUDED_LISTED} more.")
-        lines.append("")
+            excluded, {"run_id": "run_id", "reason": "reason"}), ""]
     lines += _provenance_section(provenance)
     return "\n".join(lines) + "\n"
