@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "src" / "grokjax"
 FLOORS = [
     ["errors"],
     ["irreps", "expressions", "stats", "storage", "model", "optim", "progress",
-     "toml_writer"],
+     "toml_writer", "memlimit"],
     ["groups"],
     ["dataset", "kernels", "diagnostics"],
     ["outdir"],

@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a [scale.NAME] of the file, e.g. paper (default: the CPU scale)")
         sub.add_argument("--memory-budget", type=parse_bytes, default=None,
                          help="device memory per batched call, e.g. 2GiB (default: half the "
-                              "device's memory, a quarter of RAM on CPU)")
+                              "device's memory; on CPU a quarter of what the process may use: "
+                              "RAM, or its cgroup's memory limit)")
         sub.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                          help="fix a field in every run, e.g. K=256 (removes it from the grids)")
         sub.add_argument("--grid", action="append", default=[], metavar="FIELD=VALUES",

@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from grokjax import dataset
+from grokjax import dataset, memlimit
 from grokjax.plan import Bucket, PlannedRun
 from grokjax.train import HParams, Split, Static, Task, make_train, over_runs
 
@@ -74,13 +74,14 @@ def use_every_cpu_core() -> None:
 
 
 def default_memory_budget() -> int:
-    """Per device: half of its memory, or on CPU a quarter of host RAM shared by the devices."""
+    """Per device: half of its memory, or on CPU a quarter of what this process may use (host
+    RAM, or less under a cgroup's or RLIMIT_AS's limit; memlimit) shared by the devices."""
     devices = jax.local_devices()
     stats = devices[0].memory_stats() or {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"] * 0.5)
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(ram * 0.25 / len(devices))
+    limit, _ = memlimit.process_memory_limit()
+    return int(limit * 0.25 / len(devices))
 
 
 def runs_per_batch(backend: str | None = None) -> int | None:
