@@ -73,7 +73,7 @@ class Row:
 
 def measure(label: str, group: str, width: int, test_size: float, runs: int, eval_every: int,
             peak: float, repeats: int, diagnostics: bool = False, **static: str) -> Row:
-    """``static``: precision and first_layer, as in a sweep file."""
+    """``static``: precision, as in a sweep file."""
     # Long enough that no run ends while it is measured: every slot stays busy.
     steps = 1000 * max(eval_every, 8)
     fixed = dict(group=group, K=width, test_size=test_size, lr=1e-3, weight_decay=1e-4,
@@ -137,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diagnostics", action="store_true",
                         help="also measure each setting with the Li2 diagnostics on")
     parser.add_argument("--precision", default="highest", choices=config.CHOICES["precision"])
-    parser.add_argument("--first-layer", default="xla", choices=config.CHOICES["first_layer"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = parser.parse_args(argv)
@@ -165,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                         break
                 for diagnostics in (False, True) if args.diagnostics else (False,):
                     row = measure(label, group, width, test_size, runs, eval_every, peak,
-                                  args.repeats, diagnostics, precision=args.precision,
-                                  first_layer=args.first_layer)
+                                  args.repeats, diagnostics, precision=args.precision)
                     rows.append(row)
                     print(markdown([row], peak).splitlines()[-1], file=sys.stderr)
     table = markdown(rows, peak)

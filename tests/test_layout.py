@@ -15,7 +15,7 @@ FLOORS = [
     ["irreps", "expressions", "stats", "storage", "model", "optim", "progress",
      "toml_writer", "memlimit"],
     ["groups"],
-    ["dataset", "kernels", "diagnostics"],
+    ["dataset", "diagnostics"],
     ["outdir"],
     ["config"],
     ["schema"],

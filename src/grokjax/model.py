@@ -117,13 +117,8 @@ def hidden(params: Params, inputs: jax.Array, order: int, precision: str = "high
 def top_features(params: Params, hidden: jax.Array, activation: str,
                  precision: str = "highest") -> jax.Array:
     """The input to V: σ(h), then x ← σ(x + x·U_l) for each extra residual layer.  (n, K)"""
-    return residual_layers(params, ACTIVATIONS[activation](hidden), activation, precision)
-
-
-def residual_layers(params: Params, x: jax.Array, activation: str,
-                    precision: str = "highest") -> jax.Array:
-    """x ← σ(x + x·U_l) for each extra residual layer, from the first layer's σ(h).  (n, K)"""
     act = ACTIVATIONS[activation]
+    x = act(hidden)
     for layer in params.get("U", ()):
         x = act(x + matmul(x, layer, precision))
     return x

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from grokjax import config, diagnostics, kernels, model
+from grokjax import config, diagnostics, model
 from grokjax.optim import OPTIMIZERS
 from grokjax.stop import StopRule
 
@@ -54,7 +54,6 @@ class Static:
     diagnostics: bool = False  # Li2 diagnostics at every evaluation, features at the end
     fourier: bool = False  # the group is Z_M, so hidden nodes have a Fourier spectrum
     precision: str = "highest"  # of the model's matmuls (model.PRECISIONS); diagnostics: highest
-    first_layer: str = "xla"  # "pallas": σ(x·W) and its gradient by kernels.fused_hidden
     stop: StopRule | None = None  # end a run early once its answer is decided
 
     @property
@@ -175,13 +174,8 @@ def make_train(static: Static) -> TrainFunctions:
         present = _train_rows_present(split)
         labels = task.labels[split.train_rows]
         inputs = task.inputs[split.train_rows]
-        if static.first_layer == "pallas":  # σ(x·W) fused: the (n, K) pre-activation not stored
-            features = model.residual_layers(
-                params, kernels.fused_hidden(params["W"], inputs, order, static.activation),
-                static.activation, precision)
-        else:
-            features = model.top_features(params, model.hidden(params, inputs, order, precision),
-                                          static.activation, precision)
+        features = model.top_features(params, model.hidden(params, inputs, order, precision),
+                                      static.activation, precision)
         V = params["V"]
         if static.ridge:
             targets = jax.nn.one_hot(labels, order) - 1.0 / order
