@@ -88,9 +88,9 @@ def measure(label: str, group: str, width: int, test_size: float, runs: int, eva
         slots.fill(slot, bucket.runs[slot % runs])
     hparams, split, keys = jax.device_put(slots.inputs(), per_run)
     fresh = jax.device_put(slots.fresh, per_run)
-    task = engine.bucket_task(bucket)
+    task = slots.task
     program = engine.compile_program(bucket.static, (hparams, split, keys, fresh, task), mesh,
-                                     engine.backend_runs_per_batch())
+                                     engine.layout_for())
     state = program.empty(hparams, keys)
     state, _ = program.segment(state, hparams, split, keys, fresh, task)  # start, warm up
     fresh = jax.device_put(np.zeros(slots.size, bool), per_run)

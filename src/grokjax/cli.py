@@ -51,7 +51,7 @@ def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -
 
     _, buckets = sweep.first_plan(sweep_spec, budget)
     return plan.describe(sweep_spec, buckets, budget, jax.local_device_count(),
-                         engine.runs_per_batch() is not None, processes)
+                         engine.layout_for().runs_per_batch is not None, processes)
 
 
 def load_spec(args) -> spec.SweepSpec:
