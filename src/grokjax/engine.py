@@ -178,7 +178,7 @@ def on_devices(fn, per_run_args: int, mesh: Mesh, runs_per_batch: int | None):
                          check_vma=False)
 
 
-def abstract_state(fns, hparams, keys, sharding: NamedSharding):
+def abstract_state(fns, hparams, keys, sharding: NamedSharding | None):
     """The state of the slots of ``keys`` as ShapeDtypeStructs with ``sharding``."""
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                         jax.eval_shape(jax.vmap(fns.init), hparams, keys))
@@ -248,7 +248,8 @@ def memory_at(bucket: Bucket, slots: int, mesh: Mesh, programs: dict, layout: La
               on_compiled: Callable[[float], None] = lambda seconds: None) -> int | None:
     """XLA's bytes per device for the bucket's program at ``slots`` slots: its memory analysis,
     or for a count the compiler refused (a TPU refuses a program its HBM cannot hold) the
-    temporaries its message names plus the arguments; None when the message names none."""
+    temporaries its message names plus the arguments (the slots' state and inputs), which the
+    message leaves out; None when the message names no bytes."""
     key = program_key(bucket, slots, layout)
     if not isinstance(programs.get(key), Refused):
         try:
@@ -257,10 +258,13 @@ def memory_at(bucket: Bucket, slots: int, mesh: Mesh, programs: dict, layout: La
             if "RESOURCE_EXHAUSTED" not in str(err):
                 raise
             found = _REQUIRED.search(str(err))
-            arguments = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(
-                abstract_inputs(bucket, slots, mesh))) // mesh.devices.size
-            programs[key] = Refused(None if found is None else arguments + int(
-                float(found.group(1)) * 1024 ** " KMGT".index(found.group(2))))
+            inputs = abstract_inputs(bucket, slots, mesh)
+            state = abstract_state(make_train(bucket.static, layout.onehot), inputs[0],
+                                   inputs[2], None)
+            arguments = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves((state, inputs)))
+            programs[key] = Refused(None if found is None else int(
+                float(found.group(1)) * 1024 ** " KMGT".index(found.group(2))
+                + arguments / mesh.devices.size))
     return programs[key].memory_bytes
 
 
