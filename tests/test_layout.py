@@ -33,6 +33,7 @@ FLOORS = [
     ["tables"],
     ["sweep", "export"],
     ["api"],
+    ["aot"],
     ["grokjax"],  # the package itself: grokjax.run, load, Results, __version__
     ["cli"],
 ]
