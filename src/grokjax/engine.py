@@ -57,7 +57,7 @@ class Program:
     features: Callable | None  # (state, hparams, split, task) -> per-node arrays
     evals_per_segment: int
     compile_seconds: float
-    memory_bytes: int  # XLA's figure for one call of segment on one device (memory_bytes)
+    memory_bytes: int  # XLA's figure for one call of segment on one device
 
 
 def use_every_cpu_core() -> None:
@@ -205,16 +205,11 @@ def compile_program(static: Static, args: tuple, mesh: Mesh, layout: Layout) -> 
                       donate_argnums=0).lower(state, hparams, split, keys, fresh, task).compile()
     features = (jax.jit(on_devices(fns.features, 3, mesh, layout.runs_per_batch))
                 .lower(state, hparams, split, task).compile() if static.diagnostics else None)
+    memory = segment.memory_analysis()
+    memory_bytes = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                    + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
     return Program(empty, segment, features, per_segment, time.perf_counter() - start,
-                   memory_bytes(segment))
-
-
-def memory_bytes(compiled) -> int:
-    """XLA's memory figure for one call of a compiled program on one device: arguments +
-    outputs + temporaries − the donated arguments that outputs reuse."""
-    memory = compiled.memory_analysis()
-    return (memory.argument_size_in_bytes + memory.output_size_in_bytes
-            + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+                   memory_bytes)
 
 
 def program_key(bucket: Bucket, slots: int, layout: Layout) -> tuple:
