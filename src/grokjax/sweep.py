@@ -92,8 +92,8 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
         if not queue:
             continue
         start, compile_seconds = time.perf_counter(), []
-        progress.note(f"compiling bucket {bucket.id} ({bucket.group.spec}, "
-                      f"K={bucket.static.width})")
+        progress.note(f"bucket {bucket.id} ({bucket.group.spec}, K={bucket.static.width}): "
+                      f"{len(queue)} runs, sizing its slots")
 
         def compiled(seconds: float, bucket: Bucket = bucket,
                      spent: list[float] = compile_seconds) -> None:
