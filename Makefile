@@ -1,4 +1,6 @@
 # grokjax: `make sweep-wd` and `make test` work on a fresh machine (they create .venv first).
+# CI (.ci/run) runs `make test` on the oldest supported jax and, in a second environment
+# (VENV=.venv-newest PYTHON=python3.12 ACCEL=aot), `make test aot-check` on the newest.
 # On a GPU host: `make sweep-wd SCALE=paper ACCEL=cuda`; on every worker of a TPU VM pod slice:
 # `make sweep-wd SCALE=paper ACCEL=tpu DISTRIBUTED=1` (see README, "Running on GPU and TPU").
 
@@ -16,7 +18,7 @@ SWEEP_FLAGS := --scale $(SCALE) --results $(RESULTS)$(if $(DISTRIBUTED), --distr
 STAMP := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
 SWEEPS := $(basename $(notdir $(wildcard sweeps/*.toml)))
-.PHONY: install test lint bench plan fit report clean $(addprefix sweep-,$(SWEEPS))
+.PHONY: install test lint bench aot-check plan fit report clean $(addprefix sweep-,$(SWEEPS))
 
 install: $(STAMP)
 
@@ -51,8 +53,16 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
+# The accelerator path without the hardware (CI, with ACCEL=aot: libtpu and the CUDA plugin):
+# the wd sweep for a TPU v5e and an H100, and its paper-scale bucket for a v5e. Each command is
+# one process at a time: libtpu locks itself to the process that loads it.
+aot-check: $(STAMP)
+	$(BIN)/grokjax aot sweeps/wd.toml --target tpu-v5e
+	$(BIN)/grokjax aot sweeps/wd.toml --target h100
+	$(BIN)/grokjax aot sweeps/wd.toml --scale paper --target tpu-v5e
+
 plan: $(STAMP)
 	$(BIN)/grokjax plan sweeps/$(or $(NAME),wd).toml --scale $(SCALE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .venv-newest .pytest_cache .ruff_cache src/*.egg-info

@@ -1,11 +1,17 @@
 """Throughput of the engine's training call: run-steps/s and FLOP/s vs this machine's matmul peak.
 
-    python benchmarks/bench.py [--quick] [--runs 1 8 64 256 1024] [--eval-every 1 100]
+    python benchmarks/bench.py [--buckets 0 1 2] [--runs 1 8 64 256 1024] [--eval-every 1 100]
 
 For each standard bucket, grid size R and eval cadence it measures what a sweep runs (the same
 compiled ``segment`` call the engine uses): compile seconds, steady-state run-steps per second
 (median of several calls), achieved FLOP/s and its fraction of the float32 matmul peak measured
 in this same process, and XLA's memory estimate of the call.
+
+Each call is sized to take about CALL_SECONDS, by the rate of the previous grid size of the same
+setting (at first, by the FLOPs and a quarter of the peak): a sweep's own calls last a 25th of a
+run, which at R = 256 and eval every 100 is 4,000 steps of 256 runs, minutes per call here. A
+setting whose shortest call (one evaluation interval of every run) would exceed
+MAX_CALL_SECONDS is skipped, with its larger grids.
 
 Useful FLOPs per run-step (stated, not profiled): the three K×M matmuls of a step,
 forward F·V and backward Fᵀ·G and G·Vᵀ, 6·n_train·K·M, plus the evaluation forward pass on
@@ -38,7 +44,8 @@ BUCKETS = (
     ("M=23 K=512 n=264", "23", 512, 0.5),  # sweeps/fig3.toml's bucket (not run by default)
 )
 MEMORY_BUDGET = 6 * 2**30  # bytes per call on this 24 GiB machine
-MAX_CALL_SECONDS = 40.0  # skip the larger grids of a bucket whose calls would take longer
+CALL_SECONDS = 2.0  # the length of a timed call aimed at
+MAX_CALL_SECONDS = 15.0  # skip the larger grids of a setting whose calls would take longer
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
@@ -72,10 +79,12 @@ class Row:
 
 
 def measure(label: str, group: str, width: int, test_size: float, runs: int, eval_every: int,
-            peak: float, repeats: int, diagnostics: bool = False, **static: str) -> Row:
-    """``static``: precision and first_layer, as in a sweep file."""
-    # Long enough that no run ends while it is measured: every slot stays busy.
-    steps = 1000 * max(eval_every, 8)
+            evals_per_call: int, peak: float, repeats: int, diagnostics: bool = False,
+            **static: str) -> Row:
+    """``static``: precision, as in a sweep file."""
+    # A run lasts SEGMENTS_PER_RUN calls of evals_per_call evaluations (engine.evals_per_segment
+    # of its num_evals + 1 points), more than the warm-up and timed calls: every slot stays busy.
+    steps = eval_every * (engine.SEGMENTS_PER_RUN * evals_per_call - 1)
     fixed = dict(group=group, K=width, test_size=test_size, lr=1e-3, weight_decay=1e-4,
                  steps=steps, eval_every=eval_every, diagnostics=diagnostics, **static)
     spec = SweepSpec("bench", "", "default", fixed, ({"seed": list(range(runs))},), "")
@@ -88,9 +97,10 @@ def measure(label: str, group: str, width: int, test_size: float, runs: int, eva
         slots.fill(slot, bucket.runs[slot % runs])
     hparams, split, keys = jax.device_put(slots.inputs(), per_run)
     fresh = jax.device_put(slots.fresh, per_run)
-    task = engine.bucket_task(bucket)
+    task = slots.task
     program = engine.compile_program(bucket.static, (hparams, split, keys, fresh, task), mesh,
-                                     engine.backend_runs_per_batch())
+                                     engine.layout_for())
+    assert program.evals_per_segment == evals_per_call and repeats < engine.SEGMENTS_PER_RUN
     state = program.empty(hparams, keys)
     state, _ = program.segment(state, hparams, split, keys, fresh, task)  # start, warm up
     fresh = jax.device_put(np.zeros(slots.size, bool), per_run)
@@ -137,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diagnostics", action="store_true",
                         help="also measure each setting with the Li2 diagnostics on")
     parser.add_argument("--precision", default="highest", choices=config.CHOICES["precision"])
-    parser.add_argument("--first-layer", default="xla", choices=config.CHOICES["first_layer"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = parser.parse_args(argv)
@@ -148,25 +157,29 @@ def main(argv: list[str] | None = None) -> int:
         label, group, width, test_size = BUCKETS[index]
         for eval_every in args.eval_every:
             for runs in args.runs:
-                bucket_bytes = plan.bytes_per_run(plan.plan_runs(SweepSpec(
+                [probe] = plan.plan_runs(SweepSpec(
                     "b", "", "default", dict(group=group, K=width, test_size=test_size,
                                              steps=eval_every, eval_every=eval_every),
-                    ({"seed": [0]},), ""))[0])
+                    ({"seed": [0]},), ""))
+                bucket_bytes, bucket_rows = plan.bytes_per_run(probe), probe.train_rows
                 if runs * bucket_bytes > MEMORY_BUDGET:
                     print(f"skip {label} R={runs}: ~{runs * bucket_bytes / 2**30:.1f} GiB",
                           file=sys.stderr)
                     break
-                if rows and rows[-1].bucket.startswith(label) and rows[-1].eval_every == eval_every:
-                    # a call's time grows with R: skip grids whose calls would be too slow
-                    predicted = runs * max(eval_every, 8) / rows[-1].run_steps_per_second
-                    if predicted > MAX_CALL_SECONDS:
-                        print(f"skip {label} R={runs}: ~{predicted:.0f} s per call",
-                              file=sys.stderr)
-                        break
+                same = rows and rows[-1].bucket.startswith(label) and \
+                    rows[-1].eval_every == eval_every
+                rate = (rows[-1].run_steps_per_second if same else 0.25 * peak /
+                        useful_flops_per_run_step(int(group), width, bucket_rows, eval_every))
+                interval = runs * eval_every / rate  # the shortest call: one evaluation
+                if interval > MAX_CALL_SECONDS:
+                    print(f"skip {label} R={runs} eval every {eval_every}: ~{interval:.0f} s "
+                          "per call", file=sys.stderr)
+                    break
+                evals_per_call = max(1, round(CALL_SECONDS / interval))
                 for diagnostics in (False, True) if args.diagnostics else (False,):
-                    row = measure(label, group, width, test_size, runs, eval_every, peak,
-                                  args.repeats, diagnostics, precision=args.precision,
-                                  first_layer=args.first_layer)
+                    row = measure(label, group, width, test_size, runs, eval_every,
+                                  evals_per_call, peak, args.repeats, diagnostics,
+                                  precision=args.precision)
                     rows.append(row)
                     print(markdown([row], peak).splitlines()[-1], file=sys.stderr)
     table = markdown(rows, peak)

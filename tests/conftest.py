@@ -11,6 +11,10 @@ import pytest
 
 # Tests see several CPU devices, so the sharded paths run here exactly as on a multi-chip host.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# The tests run on the CPU, also where grokjax[aot] installs libtpu and the CUDA plugin: JAX
+# would otherwise try to start them (libtpu locking itself to the first process of the
+# multi-process tests); test_aot compiles for them through compile-only devices anyway.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 SERVER_START_SECONDS = 30
 

@@ -37,7 +37,6 @@ TWO_VALUES = {
     "complex_weights": ([False, True], {}),
     "imag_init_scale": ([0.0, 0.5], {"complex_weights": True}),
     "diagnostics": ([False, True], {}),
-    "first_layer": (["xla", "pallas"], {}),
 }
 
 

@@ -13,9 +13,9 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "src" / "grokjax"
 FLOORS = [
     ["errors"],
     ["irreps", "expressions", "stats", "storage", "model", "optim", "progress",
-     "toml_writer"],
+     "toml_writer", "memlimit"],
     ["groups"],
-    ["dataset", "kernels", "diagnostics"],
+    ["dataset", "diagnostics"],
     ["outdir"],
     ["config"],
     ["schema"],
@@ -33,6 +33,7 @@ FLOORS = [
     ["tables"],
     ["sweep", "export"],
     ["api"],
+    ["aot"],
     ["grokjax"],  # the package itself: grokjax.run, load, Results, __version__
     ["cli"],
 ]

@@ -13,7 +13,7 @@ from helpers import TINY_SWEEP
 from jax.sharding import Mesh
 
 from grokjax import dataset, engine, groups, outdir, plan, schema, spec, sweep
-from grokjax.train import HParams, Split, Task, make_train
+from grokjax.train import HParams, Task, make_train, split_for
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +59,9 @@ def test_table_rows_equal_the_run_trained_alone(tiny):
     bucket = plan.plan_runs(spec.parse(TINY_SWEEP))[0]
     table = dataset.operation_table(groups.parse_group("7"), 2)
     train_idx, _ = dataset.split(49, 0.4, 2)
-    is_train = np.zeros(49, bool)
-    is_train[train_idx] = True
     hp = HParams(*(jnp.float32(v) for v in (0.01, 1e-2, 0.0, 1.0, 1.0, 0.0)))
     alone = jax.jit(make_train(bucket.static).train)(
-        hp, Split(jnp.asarray(train_idx), jnp.asarray(is_train)), jax.random.PRNGKey(2),
+        hp, split_for(table, train_idx, len(train_idx)), jax.random.PRNGKey(2),
         Task(*map(jnp.asarray, table)))
     mine = curves[curves["run_id"] == row["run_id"]].sort_values("step")
     np.testing.assert_allclose(mine["test_loss"], alone.metrics["test_loss"], rtol=2e-6)
@@ -216,43 +214,71 @@ def test_every_group_family_and_three_operands_train(tmp_path):
     assert runs.loc["expr:x**2+x*y+y**2 mod 7", "max_irrep_degree"] == 0
 
 
-def test_vmapped_slots_are_sized_from_xlas_memory_analysis_and_compile_once_per_shape():
-    """On GPU/TPU the slots are vmapped; forced here on CPU. Two probe sizes give XLA's fixed
-    and per-run bytes; a budget of fixed + 3.5 runs gives 3 slots, whose program XLA says fits;
-    each (shape, slots) compiles once (empty state + segment), however often it is asked for."""
-    bucket = plan.plan_runs(spec.parse(TINY_SWEEP))[0]
-    mesh = Mesh(np.array(jax.local_devices()[:1]), ("runs",))
-    compiles, programs = [], {}
+VMAPPED = engine.Layout(runs_per_batch=None, onehot=False)  # a GPU's layout, forced on CPU
+
+
+def count_compiles():
+    """A list that grows by one per backend compilation, and its listener (the caller
+    unregisters it)."""
+    compiles = []
 
     def listener(event, duration, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
             compiles.append(event)
 
-    jax.random.PRNGKey(0)  # the slots' key derivation, compiled once per process
     jax.monitoring.register_event_duration_secs_listener(listener)
+    return compiles, listener
+
+
+def test_vmapped_slots_are_compiled_at_the_count_that_runs_and_fit_the_budget():
+    """The slots of a vmapping device (GPU, TPU; forced here on CPU): the whole share is
+    compiled first and kept when XLA's figure fits; a smaller budget gives the count that the
+    too-large program's own bytes per slot allow, compiled and checked in its turn; every
+    (shape, slots) compiles once (empty state + segment), however often it is asked for."""
+    bucket = plan.plan_runs(spec.parse(TINY_SWEEP))[0]
+    mesh = Mesh(np.array(jax.local_devices()[:1]), ("runs",))
+    programs = {}
+    jax.random.PRNGKey(0)  # the slots' key derivation, compiled once per process
+    compiles, listener = count_compiles()
     try:
-        memory = engine.measure_memory(bucket, mesh, programs, runs_per_batch=None)
-        assert len(compiles) == 2 * len(engine.PROBE_SLOTS)
-        one, two = (programs[engine.program_key(bucket, n, None)].memory_bytes for n in (1, 2))
-        assert memory == engine.Memory(2 * one - two, two - one) and memory.per_run > 0
-        assert memory.per_run < plan.bytes_per_run(bucket)  # the hand formula is conservative
-        budget = memory.fixed + int(3.5 * memory.per_run)
-        per_device = engine.slots_per_device(memory, len(bucket.runs), budget, 1)
-        assert per_device == 3
-        assert engine.slots_per_device(memory, 2, budget, 1) == 2  # never more than the runs
-        assert engine.slots_per_device(None, 9, budget, 1) == 1  # a looping CPU device
+        assert engine.size_slots(bucket, 9, mesh, programs, 2**40, VMAPPED) == \
+            (9, programs[engine.program_key(bucket, 9, VMAPPED)].memory_bytes)
+        assert len(compiles) == 2
+        nine = programs[engine.program_key(bucket, 9, VMAPPED)].memory_bytes
+        assert nine < 9 * plan.bytes_per_run(bucket)  # the hand formula is conservative
+        per_device, memory = engine.size_slots(bucket, 9, mesh, programs, nine - 1, VMAPPED)
+        assert per_device == 8 and memory <= nine - 1 and len(compiles) == 4
         finished = []
         engine.train_bucket(bucket, list(bucket.runs), per_device, mesh, finished.extend,
-                            programs, lambda seconds: None, runs_per_batch=None)
-        assert programs[engine.program_key(bucket, 3, None)].memory_bytes <= budget
-        assert len(compiles) == 2 * len(engine.PROBE_SLOTS) + 2
-        assert engine.measure_memory(bucket, mesh, programs, runs_per_batch=None) == memory
+                            programs, lambda seconds: None, VMAPPED)
         engine.train_bucket(bucket, list(bucket.runs[:3]), per_device, mesh, finished.extend,
-                            programs, lambda seconds: None, runs_per_batch=None)
-        assert len(compiles) == 2 * len(engine.PROBE_SLOTS) + 2
+                            programs, lambda seconds: None, VMAPPED)
+        assert len(compiles) == 4
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert len(finished) == 12 and all(f.curves["step"][-1] == 40 for f in finished)
-    # The plan, printed before anything compiles, leaves vmapped slots to XLA's figure.
-    text = plan.describe(spec.parse(TINY_SWEEP), [bucket], budget, 1, loops_over_runs=False)
-    assert re.search(rf"{bucket.id} +7 +9 +xla ", text) and "XLA's memory analysis" in text
+    with pytest.raises(spec.SpecError, match="for one run per device, more than the memory"):
+        engine.size_slots(bucket, 9, mesh, programs, 1000, VMAPPED)
+    # The plan, printed before anything compiles, leaves vmapped slots to the compiler.
+    text = plan.describe(spec.parse(TINY_SWEEP), [bucket], 2**30, 1, loops_over_runs=False)
+    assert re.search(rf"{bucket.id} +7 +9 +xla ", text) and "at the count that will run" in text
+
+
+def test_a_count_the_compiler_refuses_is_scaled_down_by_the_bytes_it_names(monkeypatch):
+    """A TPU's compiler refuses a program its HBM cannot hold and names the temporaries it
+    needed; the next count is what those bytes (plus the arguments) per slot allow."""
+    bucket = plan.plan_runs(spec.parse(TINY_SWEEP))[0]
+    mesh = Mesh(np.array(jax.local_devices()[:1]), ("runs",))
+    compile_program, tried = engine.compile_program, []
+
+    def refuse_above_four(static, args, mesh, layout):
+        tried.append(len(args[2]))  # the keys: one per slot
+        if len(args[2]) > 4:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory "
+                               "required for HLO temporaries (1.50G) exceeds available HBM "
+                               "(1.00G).")
+        return compile_program(static, args, mesh, layout)
+
+    monkeypatch.setattr(engine, "compile_program", refuse_above_four)
+    per_device, memory = engine.size_slots(bucket, 9, mesh, {}, 2**30, VMAPPED)
+    assert tried == [9, 5, 3] and per_device == 3 and memory <= 2**30

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax import dataset, groups, model
+from grokjax import dataset, groups, model, train
 from grokjax.optim import OPTIMIZERS
 from grokjax.train import HParams, Split, Static, Task, make_train
 
@@ -19,12 +19,9 @@ def task_for(static: Static) -> Task:
 
 
 def split_for(num_rows: int, test_size: float, seed: int, pad_to: int) -> Split:
+    """A split of STATIC's table (num_rows = 49), padded to ``pad_to`` train rows."""
     train_idx, _ = dataset.split(num_rows, test_size, seed)
-    rows = np.zeros(pad_to, np.int32)
-    rows[:len(train_idx)] = train_idx
-    is_train = np.zeros(num_rows, bool)
-    is_train[train_idx] = True
-    return Split(jnp.asarray(rows), jnp.asarray(is_train))
+    return jax.tree.map(jnp.asarray, train.split_for(task_for(STATIC), train_idx, pad_to))
 
 
 def hparams(lr=0.01, wd=1e-3, ridge=0.0, top=1.0, out=1.0, imag=0.0) -> HParams:
@@ -54,6 +51,26 @@ def test_vmapped_grid_equals_each_run_alone(optimizer):
         for name, curve in alone.metrics.items():
             np.testing.assert_allclose(batched.metrics[name][i], curve, rtol=2e-6,
                                        atol=1e-7, err_msg=f"run {i} {name}")
+
+
+@pytest.mark.parametrize("loss", ["mse", "nll"])
+def test_the_tpu_layout_is_the_same_model_up_to_float32_rounding(loss):
+    """make_train(onehot=True), the TPU's layout (one-hot matmul first layer, masked-sum target
+    logit), vmapped as a TPU runs it but here on CPU: the first evaluation equals the CPU
+    layout's bitwise (each output sums the same entries of W), and later ones differ by float32
+    rounding only, since dW is summed in another order than the gather's scatter-add."""
+    static = Static(**{**STATIC.__dict__, "loss": loss})
+    task = task_for(static)
+    settings = [(0, 0.01, 0.0, 0.3), (1, 0.005, 1e-3, 0.5)]
+    pad = max(dataset.split_sizes(49, ts)[0] for *_, ts in settings)
+    hps = stack([hparams(lr=lr, wd=wd) for _, lr, wd, _ in settings])
+    splits = stack([split_for(49, ts, seed, pad) for seed, *_, ts in settings])
+    keys = stack([jax.random.PRNGKey(seed) for seed, *_ in settings])
+    tpu, cpu = (jax.jit(jax.vmap(make_train(static, onehot).train, in_axes=(0, 0, 0, None)))(
+        hps, splits, keys, task).metrics for onehot in (True, False))
+    for name, curve in cpu.items():
+        np.testing.assert_array_equal(tpu[name][:, 0], curve[:, 0], err_msg=name)
+        np.testing.assert_allclose(tpu[name], curve, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 def test_unpadded_split_equals_padded():

@@ -12,7 +12,7 @@ import sys
 
 import pandas as pd
 
-from grokjax import __version__, api, config, engine, errors, outdir, plan, spec, sweep
+from grokjax import __version__, aot, api, config, engine, errors, outdir, plan, spec, sweep
 from grokjax.coordination import initialize_distributed
 from grokjax.schema import GENERALIZED_TEST_ACC
 from grokjax.storage import Location
@@ -51,7 +51,7 @@ def describe_plan(sweep_spec: spec.SweepSpec, budget: int, processes: int = 1) -
 
     _, buckets = sweep.first_plan(sweep_spec, budget)
     return plan.describe(sweep_spec, buckets, budget, jax.local_device_count(),
-                         engine.runs_per_batch() is not None, processes)
+                         engine.layout_for().runs_per_batch is not None, processes)
 
 
 def load_spec(args) -> spec.SweepSpec:
@@ -118,6 +118,14 @@ def cmd_plan(args) -> int:
     budget = args.memory_budget or engine.default_memory_budget()
     print(describe_plan(sweep_spec, budget))
     return 0
+
+
+def cmd_aot(args) -> int:
+    """The compile-only report; exit 1 when a bucket does not fit the chip."""
+    report = aot.check(load_spec(args), args.target, slots=args.slots,
+                       memory_budget=args.memory_budget)
+    print(report.table())
+    return 0 if report.fits else 1
 
 
 def load_results(args) -> api.Results:
@@ -216,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a [scale.NAME] of the file, e.g. paper (default: the CPU scale)")
         sub.add_argument("--memory-budget", type=parse_bytes, default=None,
                          help="device memory per batched call, e.g. 2GiB (default: half the "
-                              "device's memory, a quarter of RAM on CPU)")
+                              "device's memory; on CPU a quarter of what the process may use: "
+                              "RAM, or its cgroup's memory limit)")
         sub.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                          help="fix a field in every run, e.g. K=256 (removes it from the grids)")
         sub.add_argument("--grid", action="append", default=[], metavar="FIELD=VALUES",
@@ -245,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_sweep)
     with_file("plan", "validate a sweep file and show its buckets and chunks; trains "
                       "nothing").set_defaults(func=cmd_plan)
+    ahead = with_file("aot", "compile a sweep for a TPU or GPU that this machine lacks: slots, "
+                             "memory, FLOPs and bytes per run-step (needs grokjax[aot])")
+    ahead.add_argument("--target", required=True, choices=list(aot.TARGETS),
+                       help="one chip of this kind (compile-only: no hardware needed)")
+    ahead.add_argument("--slots", type=int, default=None,
+                       help="runs per chip (default: as many as the engine would fit)")
+    ahead.set_defaults(func=cmd_aot)
     commands.add_parser("list", help="list the available groups, activations, losses and "
                                      "optimizers").set_defaults(func=cmd_list)
     def reader(name, func, help_text):

@@ -168,9 +168,6 @@ COLUMNS: tuple[Field | Derived, ...] = (
     Field("precision", str, "highest", "static", "matmul precision: float32, the backend's "
           "float32 default (TF32 on GPU) or bfloat16 operands", choices=PRECISIONS,
           in_id_at_default=False),
-    Field("first_layer", str, "xla", "static", "how training computes σ(x·W): XLA's gather, "
-          "or the fused Pallas kernel (GPU; interpreted, slowly, elsewhere)",
-          choices=("xla", "pallas"), condition=False, in_id_at_default=False),
     Field("lr", float, 0.01, "hparam", "learning rate", gt=0),
     Field("weight_decay", float, 1e-4, "hparam", "weight decay η", ge=0),
     Field("seed", int, 0, "seed", "init key and split shuffle", condition=False, ge=0, lt=2**32),
@@ -286,9 +283,6 @@ def run_problems(run: RunConfig) -> list[str]:
                         "optimizer, no ridge_lambda and other_layers = 0")
     if run.imag_init_scale and not run.complex_weights:
         problems.append("imag_init_scale needs complex_weights = true")
-    if run.first_layer == "pallas" and (run.embed_trainable or run.complex_weights):
-        problems.append("first_layer = 'pallas' fuses one-hot operands with a real W: it needs "
-                        "embed_trainable = false and complex_weights = false")
     if run.ridge_lambda is not None and run.loss != "mse":
         problems.append("ridge_lambda (the ridge top layer) needs loss = 'mse', as in the paper's "
                         f"code; got loss = {run.loss!r}")

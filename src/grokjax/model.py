@@ -3,7 +3,8 @@
 Params are a plain dict pytree: ``W`` (num_ops·M, K), ``V`` (K, M) and, with extra layers,
 ``U`` (L, K, K); variants add ``E`` (M, M, a trainable embedding) and ``W_imag``/``V_imag``
 (complex weights). The first layer is a gather-and-sum of W's rows, which equals the one-hot
-matmul x·W exactly (adding the exact zeros of a one-hot product changes nothing in float32).
+matmul x·W exactly (adding the exact zeros of a one-hot product changes nothing in float32); a
+TPU computes it as that matmul (``onehot``), since its gathers read whole memory tiles.
 """
 
 from __future__ import annotations
@@ -96,19 +97,31 @@ def weights(params: Params) -> tuple[jax.Array, jax.Array]:
             jax.lax.complex(params["V"], params["V_imag"]))
 
 
-def first_layer(W: jax.Array, inputs: jax.Array, order: int) -> jax.Array:
-    """x·W for concatenated one-hot operands: Σ_j W[j·M + inputs[:, j]].  (n, K)"""
+def one_hot_operands(inputs: jax.Array, order: int) -> jax.Array:
+    """The network's input x: the concatenated one-hot operands.  (n, num_ops·M) float32"""
+    columns = inputs + order * jnp.arange(inputs.shape[1], dtype=inputs.dtype)
+    every = jnp.arange(inputs.shape[1] * order, dtype=inputs.dtype)
+    return jnp.any(columns[:, :, None] == every, axis=1).astype(jnp.float32)
+
+
+def first_layer(W: jax.Array, inputs: jax.Array, order: int, onehot: bool = False) -> jax.Array:
+    """x·W for concatenated one-hot operands: Σ_j W[j·M + inputs[:, j]], by gathering W's rows
+    or (``onehot``) as the matmul itself at full float32 precision, where every output is the
+    same few entries of W summed.  (n, K)"""
+    if onehot:
+        return matmul(one_hot_operands(inputs, order), W, "highest")
     rows = inputs + order * jnp.arange(inputs.shape[1], dtype=inputs.dtype)
     return jnp.take(W, rows, axis=0).sum(axis=1)
 
 
-def hidden(params: Params, inputs: jax.Array, order: int, precision: str = "highest") -> jax.Array:
+def hidden(params: Params, inputs: jax.Array, order: int, precision: str = "highest",
+           onehot: bool = False) -> jax.Array:
     """The first layer's pre-activation (n, K); with a trainable embedding E the operands are
-    embedded as rows of E (the identity at init) instead of one-hot vectors. Without E it is a
-    gather of W's rows summed in float32, whatever the precision (no matmul to reduce)."""
+    embedded as rows of E (the identity at init) instead of one-hot vectors. Without E it is
+    ``first_layer``, float32 whatever the precision (nothing to round in a one-hot operand)."""
     W, _ = weights(params)
     if "E" not in params:
-        return first_layer(W, inputs, order)
+        return first_layer(W, inputs, order, onehot)
     blocks = W.reshape(inputs.shape[1], order, -1)  # (num_ops, M, K)
     embedded = params["E"].astype(W.dtype)[inputs]  # (n, num_ops, M)
     return einsum("noi,oik->nk", embedded, blocks, precision)
@@ -117,13 +130,8 @@ def hidden(params: Params, inputs: jax.Array, order: int, precision: str = "high
 def top_features(params: Params, hidden: jax.Array, activation: str,
                  precision: str = "highest") -> jax.Array:
     """The input to V: σ(h), then x ← σ(x + x·U_l) for each extra residual layer.  (n, K)"""
-    return residual_layers(params, ACTIVATIONS[activation](hidden), activation, precision)
-
-
-def residual_layers(params: Params, x: jax.Array, activation: str,
-                    precision: str = "highest") -> jax.Array:
-    """x ← σ(x + x·U_l) for each extra residual layer, from the first layer's σ(h).  (n, K)"""
     act = ACTIVATIONS[activation]
+    x = act(hidden)
     for layer in params.get("U", ()):
         x = act(x + matmul(x, layer, precision))
     return x
@@ -138,16 +146,18 @@ def readout(params: Params, features: jax.Array, output_multiplier: jax.Array,
 
 def forward(
     params: Params, inputs: jax.Array, order: int, activation: str, output_multiplier: jax.Array,
-    precision: str = "highest",
+    precision: str = "highest", onehot: bool = False,
 ) -> jax.Array:
     """Logits (n, M) for operand rows ``inputs`` (n, num_ops)."""
-    features = top_features(params, hidden(params, inputs, order, precision), activation,
+    features = top_features(params, hidden(params, inputs, order, precision, onehot), activation,
                             precision)
     return readout(params, features, output_multiplier, precision)
 
 
-def mean_loss(loss: str, logits: jax.Array, labels: jax.Array, member: jax.Array) -> jax.Array:
-    """The loss averaged over the rows where ``member`` (n,) is True.
+def mean_loss(loss: str, logits: jax.Array, labels: jax.Array, member: jax.Array,
+              onehot: bool = False) -> jax.Array:
+    """The loss averaged over the rows where ``member`` (n,) is True (``onehot``: see
+    per_sample_loss).
 
     ``centred`` is the paper's Eqn (1), ½‖P1⊥(Y − Ŷ)‖², with P1⊥ centring over the member rows
     and divided by their number so that its scale (and the learning rate) compares with the
@@ -159,16 +169,26 @@ def mean_loss(loss: str, logits: jax.Array, labels: jax.Array, member: jax.Array
         residual = jnp.where(member[:, None], residual, 0.0)
         centred = residual - residual.sum(axis=0) / count
         return 0.5 * jnp.sum(jnp.where(member[:, None], centred * centred, 0.0)) / count
-    return jnp.sum(jnp.where(member, per_sample_loss(loss, logits, labels), 0.0)) / count
+    per_sample = per_sample_loss(loss, logits, labels, onehot)
+    return jnp.sum(jnp.where(member, per_sample, 0.0)) / count
 
 
-def per_sample_loss(loss: str, logits: jax.Array, labels: jax.Array) -> jax.Array:
+def per_sample_loss(loss: str, logits: jax.Array, labels: jax.Array,
+                    onehot: bool = False) -> jax.Array:
     """The code's losses per sample (n,); averaging over samples gives the reference value.
 
     ``mse``: with ô = o − mean_c(o), Σ_c ô² − 2·ô_y + 1 − 1/M = ‖ô − (e_y − 1/M)‖².
     ``nll``: softmax cross-entropy.
+    ``onehot`` picks each row's target logit by a masked sum instead of a gather: the same
+    value (one term), which XLA:TPU reads without a gather (1.7 MB per run-step at M=23,
+    n=264 for 1 KB of logits), but its gradient reaches the logits in another order, so the
+    CPU and GPU keep the gather and their numbers.
     """
-    target = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+    if onehot:
+        target = jnp.sum(jnp.where(labels[:, None] == jnp.arange(logits.shape[-1]), logits,
+                                   0.0), axis=-1)
+    else:
+        target = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
     if loss == "mse":
         order = logits.shape[-1]
         centred = logits - logits.mean(axis=-1, keepdims=True)

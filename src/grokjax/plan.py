@@ -180,6 +180,6 @@ def describe(spec: SweepSpec, buckets: list[Bucket], memory_budget: int, num_dev
         lines.append(f"  {bucket.id:<8} {bucket.group.spec:<10} {len(bucket.runs):>6} {slots:>6} "
                      f"{bytes_per_run(bucket) / 2**20:>8.2f}  {static_text(bucket.static)}")
     if not loops_over_runs:
-        lines.append("  (MiB/run: the planner's upper estimate; slots per device are sized from "
-                     "XLA's memory analysis of each bucket's program)")
+        lines.append("  (MiB/run: the planner's upper estimate; slots per device are sized by "
+                     "compiling each bucket's program at the count that will run)")
     return "\n".join(lines)

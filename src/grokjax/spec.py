@@ -30,6 +30,7 @@ import hashlib
 import itertools
 import math
 import re
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,6 @@ from grokjax import config, search, stop
 from grokjax.config import FIELDS, RunConfig
 from grokjax.errors import SpecError
 from grokjax.toml_writer import to_toml
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10 (older TPU VM images)
-    import tomli as tomllib
 
 # Top-level keys and the kind of value each holds; a new top-level table is one entry here.
 TOP_KEYS = {"sweep": dict, "fixed": dict, "grid": (dict, list), "stop": dict, "search": dict,

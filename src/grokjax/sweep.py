@@ -87,30 +87,25 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
     report.runs += share_size
     report.runs_skipped += share_size - todo
     progress.add(todo)
-    layout = engine.runs_per_batch()
+    layout = engine.layout_for(mesh.devices.flat[0].platform)
     for bucket, queue in shares:
         if not queue:
             continue
         start, compile_seconds = time.perf_counter(), []
-        shape = f"({bucket.group.spec}, K={bucket.static.width})"
-        if layout is None:  # vmapped slots: sized from XLA's figure for this program
-            progress.note(f"measuring bucket {bucket.id}'s memory {shape}")
-        per_device, memory = engine.size_slots(bucket, len(queue), mesh, programs, budget,
-                                               layout)
-        if memory:
-            compile_seconds.append(time.perf_counter() - start)  # the probes' compiles
-            report.memory_per_run_mib[bucket.id] = memory.per_run / 2**20
-            progress.note(f"bucket {bucket.id}: XLA {memory.per_run / 2**20:.2f} MiB per run + "
-                          f"{memory.fixed / 2**20:.2f} MiB fixed, {per_device} slots per device")
-        if engine.program_key(bucket, per_device * mesh.devices.size, layout) not in programs:
-            progress.note(f"compiling bucket {bucket.id} {shape}")
+        progress.note(f"bucket {bucket.id} ({bucket.group.spec}, K={bucket.static.width}): "
+                      f"{len(queue)} runs, sizing its slots")
 
         def compiled(seconds: float, bucket: Bucket = bucket,
                      spent: list[float] = compile_seconds) -> None:
             spent.append(seconds)
-            report.compile_seconds[bucket.id] = seconds
-            progress.note(f"bucket {bucket.id} compiled in {seconds:.1f}s, training")
+            report.compile_seconds[bucket.id] = report.compile_seconds.get(bucket.id, 0) + seconds
+            progress.note(f"bucket {bucket.id} compiled in {seconds:.1f}s")
 
+        per_device, memory = engine.size_slots(bucket, len(queue), mesh, programs, budget,
+                                               layout, compiled)
+        report.memory_per_run_mib[bucket.id] = memory / per_device / 2**20
+        progress.note(f"bucket {bucket.id}: {per_device} slot(s) per device, XLA "
+                      f"{memory / 2**20:,.2f} MiB per device; training")
         engine.train_bucket(bucket, queue, per_device, mesh,
                             lambda finished, bucket=bucket: writer.add(bucket, finished),
                             programs, compiled, layout)

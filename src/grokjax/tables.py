@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from grokjax import config
+from grokjax import config, engine
 from grokjax.engine import FinishedRun
 from grokjax.groups import Group
 from grokjax.outdir import Part
@@ -33,7 +33,7 @@ from grokjax.schema import (
     SCHEMA_VERSION,
     TEST_ACC_THRESHOLDS,
 )
-from grokjax.train import HParams, Split, Task, make_train
+from grokjax.train import make_train, over_runs
 
 
 @dataclass(frozen=True)
@@ -45,28 +45,17 @@ class Schema:
     diagnostics: bool
 
 
-def _abstract(bucket: Bucket):
-    fns = make_train(bucket.static)
-    scalar = jax.ShapeDtypeStruct((), np.float32)
-    hparams = HParams(*(scalar for _ in HParams._fields))
-    state = jax.eval_shape(fns.init, hparams, jax.ShapeDtypeStruct((2,), np.uint32))
-    rows = bucket.table_rows
-    split = Split(jax.ShapeDtypeStruct((bucket.train_rows,), np.int32),
-                  jax.ShapeDtypeStruct((rows,), bool))
-    task = Task(jax.ShapeDtypeStruct((rows, bucket.static.num_ops), np.int32),
-                jax.ShapeDtypeStruct((rows,), np.int32))
-    return fns, (state, hparams, split, task)
-
-
 def schema_of(buckets: list[Bucket]) -> Schema:
     curves, features = dict.fromkeys(METRICS), {}
     for bucket in buckets:
         if not bucket.static.diagnostics:
             continue
-        fns, args = _abstract(bucket)
-        curves |= dict.fromkeys(jax.eval_shape(fns.evaluate, *args))
-        features |= {name: feature_dtype(np.empty(0, shape.dtype))
-                     for name, shape in jax.eval_shape(fns.features, *args).items()}
+        fns = make_train(bucket.static)
+        hparams, split, keys, _, task = engine.abstract_inputs(bucket, 1)
+        args = (jax.eval_shape(jax.vmap(fns.init), hparams, keys), hparams, split, task)
+        curves |= dict.fromkeys(jax.eval_shape(over_runs(fns.evaluate, None), *args))
+        features |= {name: feature_dtype(np.empty(0, shape.dtype)) for name, shape
+                     in jax.eval_shape(over_runs(fns.features, None), *args).items()}
     diagnostics = any(b.static.diagnostics for b in buckets)
     return Schema(tuple(curves), features if diagnostics else None, diagnostics)
 

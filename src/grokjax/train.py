@@ -1,7 +1,8 @@
 """The pure training function: full-batch steps in ``lax.scan``, metrics every ``eval_every`` steps.
 
-``make_train(static)`` closes over everything that changes shapes or code (a bucket's static
-config) and returns pure functions of arrays only:
+``make_train(static, onehot)`` closes over everything that changes shapes or code (a bucket's
+static config, and how the first layer is computed: ``onehot`` on a TPU, see model.first_layer)
+and returns pure functions of arrays only:
 
     train(hparams, split, key, task) -> Outputs     # one run; vmap it over the run axis
 
@@ -25,9 +26,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from grokjax import config, diagnostics, kernels, model
+from grokjax import config, diagnostics, model
 from grokjax.optim import OPTIMIZERS
 from grokjax.stop import StopRule
 
@@ -54,7 +56,6 @@ class Static:
     diagnostics: bool = False  # Li2 diagnostics at every evaluation, features at the end
     fourier: bool = False  # the group is Z_M, so hidden nodes have a Fourier spectrum
     precision: str = "highest"  # of the model's matmuls (model.PRECISIONS); diagnostics: highest
-    first_layer: str = "xla"  # "pallas": σ(x·W) and its gradient by kernels.fused_hidden
     stop: StopRule | None = None  # end a run early once its answer is decided
 
     @property
@@ -68,7 +69,11 @@ HParams = NamedTuple("HParams", [(name, jax.Array) for name in config.HPARAM_FIE
 
 
 class Split(NamedTuple):
-    train_rows: jax.Array  # (n_pad,) int32 table rows of the train set, then padding
+    """A run's train set as its own arrays, gathered from the table on the host (``split_for``):
+    a gather by row index inside the program costs an accelerator whole memory tiles per row."""
+
+    train_inputs: jax.Array  # (n_pad, num_ops) int32 operands of the train rows, then padding
+    train_labels: jax.Array  # (n_pad,) int32
     is_train: jax.Array  # (N,) bool; the complement is the test set
 
 
@@ -77,6 +82,16 @@ class Task(NamedTuple):
 
     inputs: jax.Array  # (N, num_ops) int32
     labels: jax.Array  # (N,) int32
+
+
+def split_for(task: Task, train_idx: np.ndarray, pad_to: int) -> Split:
+    """A run's Split (numpy) from its train rows ``train_idx`` of the table, padded to ``pad_to``
+    rows with the table's row 0 (padding is masked out of the loss, so any row would do)."""
+    rows = np.zeros(pad_to, np.int32)
+    rows[:len(train_idx)] = train_idx
+    is_train = np.zeros(len(task.labels), bool)
+    is_train[train_idx] = True
+    return Split(np.asarray(task.inputs)[rows], np.asarray(task.labels)[rows], is_train)
 
 
 class State(NamedTuple):
@@ -107,6 +122,7 @@ class TrainFunctions(NamedTuple):
     # the metrics with a "step" entry: the evaluated step, or -1 where the slot was idle
     segment: Any
     evaluate: Any  # (state, hparams, split, task) -> Metrics
+    step: Any  # (state, hparams, split, task) -> State, one optimizer step
     features: Any  # (state, hparams, split, task) -> per-node arrays (K,) (diagnostics only)
     train: Any  # (hparams, split, key, task) -> Outputs
 
@@ -140,7 +156,7 @@ def over_runs(fn, runs_per_batch: int | None):
 
 def _train_rows_present(split: Split) -> jax.Array:
     """Which of the padded train rows (n_pad,) are real: the first n_train."""
-    return jnp.arange(split.train_rows.shape[0]) < split.is_train.sum()
+    return jnp.arange(split.train_labels.shape[0]) < split.is_train.sum()
 
 
 def _missing(dtype) -> jax.Array:
@@ -152,7 +168,11 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def make_train(static: Static) -> TrainFunctions:
+def make_train(static: Static, onehot: bool = False) -> TrainFunctions:
+    """The bucket's training functions. ``onehot`` (a TPU's layout) indexes by one-hot
+    arithmetic instead of gathers: the first layer as the matmul x·W (model.first_layer) and
+    each row's target logit as a masked sum (model.per_sample_loss); the same numbers up to
+    float32 summation order."""
     order, precision = static.order, static.precision
 
     def optimizer(hparams: HParams) -> optax.GradientTransformation:
@@ -171,17 +191,12 @@ def make_train(static: Static) -> TrainFunctions:
         )
         return init_from_params(params, hparams)
 
-    def train_loss(params, hparams: HParams, split: Split, task: Task):
+    def train_loss(params, hparams: HParams, split: Split):
         present = _train_rows_present(split)
-        labels = task.labels[split.train_rows]
-        inputs = task.inputs[split.train_rows]
-        if static.first_layer == "pallas":  # σ(x·W) fused: the (n, K) pre-activation not stored
-            features = model.residual_layers(
-                params, kernels.fused_hidden(params["W"], inputs, order, static.activation),
-                static.activation, precision)
-        else:
-            features = model.top_features(params, model.hidden(params, inputs, order, precision),
-                                          static.activation, precision)
+        labels = split.train_labels
+        features = model.top_features(
+            params, model.hidden(params, split.train_inputs, order, precision, onehot),
+            static.activation, precision)
         V = params["V"]
         if static.ridge:
             targets = jax.nn.one_hot(labels, order) - 1.0 / order
@@ -192,12 +207,13 @@ def make_train(static: Static) -> TrainFunctions:
             # Forward with the solved V; its gradient is taken at that point, as in the code.
             params = {**params, "V": params["V"] + jax.lax.stop_gradient(V - params["V"])}
         logits = model.readout(params, features, hparams.output_multiplier, precision)
-        return model.mean_loss(static.loss, logits, labels, present), V
+        return model.mean_loss(static.loss, logits, labels, present, onehot), V
 
     def step(state: State, hparams: HParams, split: Split, task: Task) -> State:
+        """One optimizer step; ``task`` only keeps the engine's calling convention (per-run
+        arrays, then the shared table): the train rows come with the split."""
         (loss, V), grads = jax.value_and_grad(train_loss, has_aux=True)(
-            state.params, hparams, split, task
-        )
+            state.params, hparams, split)
         params = {**state.params, "V": V}  # the ridge overwrite (a no-op without ridge)
         updates, opt_state = optimizer(hparams).update(grads, state.opt_state, params)
         new_params = optax.apply_updates(params, updates)
@@ -210,18 +226,17 @@ def make_train(static: Static) -> TrainFunctions:
         return state._replace(params=frozen[0], opt_state=frozen[1], step=state.step + 1,
                               diverged_step=diverged_step)
 
-    def train_features(params, split: Split, task: Task):
+    def train_features(params, split: Split):
         """σ(XW) of the train rows (n_pad, K), the real part, and which rows are real."""
         present = _train_rows_present(split)
-        hidden = model.hidden(params, task.inputs[split.train_rows], order)
+        hidden = model.hidden(params, split.train_inputs, order, "highest", onehot)
         return jnp.real(model.ACTIVATIONS[static.activation](hidden)), present
 
-    def diagnostic_metrics(state: State, split: Split, task: Task) -> Metrics:
+    def diagnostic_metrics(state: State, split: Split) -> Metrics:
         params = state.params
         W, V = (jnp.real(w) for w in model.weights(params))
-        F, present = train_features(params, split, task)
-        out = diagnostics.training_diagnostics(F, V, task.labels[split.train_rows], present,
-                                               order)
+        F, present = train_features(params, split)
+        out = diagnostics.training_diagnostics(F, V, split.train_labels, present, order)
         if static.other_layers:  # F·V is not the output: the reference logs NaN too
             out |= {"dF_norm": jnp.float32(jnp.nan), "G_F_norm": jnp.float32(jnp.nan)}
         out |= diagnostics.weight_diagnostics(params, state.previous_params)
@@ -232,16 +247,17 @@ def make_train(static: Static) -> TrainFunctions:
 
     def evaluate(state: State, hparams: HParams, split: Split, task: Task) -> Metrics:
         logits = model.forward(state.params, task.inputs, order, static.activation,
-                               hparams.output_multiplier, precision)
+                               hparams.output_multiplier, precision, onehot)
         correct = jnp.argmax(logits, axis=-1) == task.labels
         is_test = ~split.is_train
         metrics = {
-            "train_loss": model.mean_loss(static.loss, logits, task.labels, split.is_train),
-            "test_loss": model.mean_loss(static.loss, logits, task.labels, is_test),
+            "train_loss": model.mean_loss(static.loss, logits, task.labels, split.is_train,
+                                          onehot),
+            "test_loss": model.mean_loss(static.loss, logits, task.labels, is_test, onehot),
             "train_acc": jnp.sum(split.is_train & correct) / split.is_train.sum(),
             "test_acc": jnp.sum(is_test & correct) / is_test.sum(),
         }
-        return metrics | (diagnostic_metrics(state, split, task) if static.diagnostics else {})
+        return metrics | (diagnostic_metrics(state, split) if static.diagnostics else {})
 
     def features(state: State, hparams: HParams, split: Split, task: Task) -> dict:
         """Per hidden node (K,) at the end of a run: energy 𝓔(ŵ) on the train set and on the
@@ -251,8 +267,7 @@ def make_train(static: Static) -> TrainFunctions:
         present = _train_rows_present(split)
         out = {
             "energy_train": diagnostics.node_energy(
-                W, task.inputs[split.train_rows], task.labels[split.train_rows], present, order,
-                static.activation),
+                W, split.train_inputs, split.train_labels, present, order, static.activation),
             "energy_full": diagnostics.node_energy(W, task.inputs, task.labels, everything,
                                                    order, static.activation),
             "norm": jnp.sqrt(jnp.sum(W * W, axis=0)),
@@ -302,4 +317,4 @@ def make_train(static: Static) -> TrainFunctions:
                                  static.num_evals + 1)
         return Outputs(metrics, state)
 
-    return TrainFunctions(init, init_from_params, segment, evaluate, features, train)
+    return TrainFunctions(init, init_from_params, segment, evaluate, step, features, train)
