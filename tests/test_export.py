@@ -38,8 +38,13 @@ CURVES = pd.DataFrame({
 
 
 def read_events(run_dir: Path) -> list:
-    """The Event protos of a run's one event file (TFRecord: length, its CRC, data, data CRC)."""
+    """The Event protos of a run's one event file."""
     (path,) = run_dir.glob("events.out.tfevents.*")
+    return read_event_file(path)
+
+
+def read_event_file(path: Path) -> list:
+    """The Event protos of an event file (TFRecord: length, its CRC, data, data CRC)."""
     data, events, offset = path.read_bytes(), [], 0
     while offset < len(data):
         (length,) = struct.unpack_from("<Q", data, offset)

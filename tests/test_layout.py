@@ -12,7 +12,7 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "src" / "grokjax"
 # Bottom to top; a module imports only from floors below its own (never from its own floor).
 FLOORS = [
     ["errors"],
-    ["irreps", "expressions", "stats", "storage", "model", "optim", "progress"],
+    ["irreps", "expressions", "stats", "storage", "model", "optim", "progress", "weights"],
     ["groups"],
     ["dataset", "kernels", "diagnostics"],
     ["outdir"],

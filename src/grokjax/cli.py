@@ -9,6 +9,7 @@ import argparse
 import os
 import re
 import sys
+import time
 
 import pandas as pd
 
@@ -34,8 +35,11 @@ def parse_bytes(text: str) -> int:
 
 
 def print_summary(res: api.Results) -> None:
-    print(f"\n{len(res.runs)} runs in {res.directory}  "
-          f"(pandas.read_parquet({str(res.directory / 'runs')!r}))")
+    where = " + ".join(map(str, res.directories))
+    reading = (f"pandas.read_parquet({str(res.directory / 'runs')!r})"
+               if len(res.directories) == 1 else "grokjax.load([...]).runs")
+    earlier = f", and {len(res.earlier)} of earlier versions" if len(res.earlier) else ""
+    print(f"\n{len(res.runs)} runs in {where}{earlier}  ({reading})")
     print(f"generalized = final test accuracy >= {GENERALIZED_TEST_ACC}; grok step = first step "
           f"with test accuracy >= {GENERALIZED_TEST_ACC}")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
@@ -96,28 +100,67 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def load_results(args) -> api.Results:
+    """The results directories of a command, pooled (a run id once)."""
+    return api.load(args.dirs, include_earlier=args.include_earlier)
+
+
 def cmd_summary(args) -> int:
-    print_summary(api.load(args.dir))
+    print_summary(load_results(args))
     return 0
 
 
 def cmd_export(args) -> int:
-    """Each run's curves as a TensorBoard run under OUT, tagged with its config."""
+    """Each run's curves as a TensorBoard run under OUT, tagged with its config (with
+    --follow, as the sweep runs); or each kept step of each run as a PyTorch checkpoint."""
     from grokjax import export
 
-    res = api.load(args.dir)
+    if args.follow and args.format != "tensorboard":
+        raise errors.SpecError(["--follow is for the tensorboard export"], "export")
     try:
-        count = export.export_tensorboard(res.runs, res.curves, args.out)
+        if args.format == "torch":
+            count = export.export_torch(api.load(args.dir), args.out)
+            print(f"wrote {count} checkpoints to {args.out}; load one with "
+                  "ModularAdditionNN(**c['constructor']).load_state_dict(c['model'])")
+            return 0
+        exporter = export.TensorBoardExport(args.out)
     except (ImportError, errors.StorageError) as err:  # a usage problem: exit 2, one line
         raise errors.SpecError([str(err)], "export") from None
+    if args.follow:
+        count = follow_tensorboard(exporter, args)
+    else:
+        res = api.load(args.dir)
+        count = exporter.update(res.runs, res.curves)
     print(f"wrote {count} runs to {args.out}; view them with: tensorboard --logdir {args.out}")
     return 0
+
+
+def follow_tensorboard(exporter, args) -> int:
+    """Export what is new every --interval seconds until the sweep is complete (its manifest is
+    written), or until no process has written the directory for a lease's lifetime."""
+    from grokjax import outdir
+
+    quiet_since = time.monotonic()
+    while True:
+        res = api.load(args.dir)
+        complete = res.manifest is not None  # read first: the tables read next are then whole
+        exporter.update(res.runs, res.curves, None if complete else res.live)
+        if complete:
+            return len(exporter.last_step)
+        if outdir.live_leases(res.directory):
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > outdir.LEASE_SECONDS:
+            print(f"note: no process has written {args.dir} for {outdir.LEASE_SECONDS:.0f}s and "
+                  "it has no manifest: stopped following (run the sweep again to finish it)",
+                  file=sys.stderr)
+            return len(exporter.last_step)
+        time.sleep(args.interval)
 
 
 def cmd_fit(args) -> int:
     """Every analysis the tables support, printed with the laws it tested; the others say why
     not, one line each."""
-    fits = api.load(args.dir).fit(n_boot=args.bootstrap)
+    fits = load_results(args).fit(n_boot=args.bootstrap)
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         for name, result in fits.items():
             print(f"\n== {name}: {result.status}. {result.message}")
@@ -132,14 +175,14 @@ def cmd_fit(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    res = api.load(args.dir)
+    res = load_results(args)
     for name, (path, reason) in res.save_figures(args.out, res.fit(n_boot=args.bootstrap)).items():
         print(f"{name}: {path or 'skipped: ' + reason}")
     return 0
 
 
 def cmd_report(args) -> int:
-    path = api.load(args.dir).report(args.out, n_boot=args.bootstrap)
+    path = load_results(args).report(args.out, n_boot=args.bootstrap)
     print(f"wrote {path}")
     return 0
 
@@ -183,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="root of the results (default: results)")
     run.add_argument("--out", default=None, help="write to this directory instead")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace results of a different sweep in the output directory")
+                     help="set the results already in the output directory aside (in "
+                          "_replaced/, never deleted) and train afresh; without it a changed "
+                          "sweep reuses the runs there that it still plans")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     hosts = run.add_argument_group(
         "several processes (hosts)", "each trains every n-th chunk; on a TPU VM pod slice "
@@ -202,24 +247,39 @@ def build_parser() -> argparse.ArgumentParser:
                       "nothing").set_defaults(func=cmd_plan)
     commands.add_parser("list", help="list the available groups, activations, losses and "
                                      "optimizers").set_defaults(func=cmd_list)
-    for name, func, help_text in (
-            ("fit", cmd_fit, "fit the scaling laws to a results directory"),
-            ("plot", cmd_plot, "draw the figures of a results directory (PNG)"),
-            ("report", cmd_report, "fits, figures and provenance as a Markdown report")):
+    def with_dirs(name, help_text):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("dir", help="e.g. results/ratio")
+        sub.add_argument("dirs", nargs="+", metavar="DIR",
+                         help="results directories, e.g. results/ratio; several are pooled "
+                              "(a run once)")
+        sub.add_argument("--include-earlier", action="store_true",
+                         help="pool in the runs of earlier versions of each sweep, kept in its "
+                              "directory")
+        return sub
+
+    for name, func, help_text in (
+            ("fit", cmd_fit, "fit the scaling laws to results directories"),
+            ("plot", cmd_plot, "draw the figures of results directories (PNG)"),
+            ("report", cmd_report, "fits, figures and provenance as a Markdown report")):
+        sub = with_dirs(name, help_text)
         sub.add_argument("--bootstrap", type=int, default=1000,
                          help="bootstrap replicates for the confidence intervals")
-        sub.add_argument("--out", default=None, help="output file (report) or directory (plot)")
+        sub.add_argument("--out", default=None, help="output file (report) or directory (plot); "
+                                                     "needed for several directories")
         sub.set_defaults(func=func)
-    summary = commands.add_parser("summary", help="summarise a results directory")
-    summary.add_argument("dir", help="e.g. results/wd")
-    summary.set_defaults(func=cmd_summary)
+    with_dirs("summary", "summarise results directories").set_defaults(func=cmd_summary)
     export = commands.add_parser("export", help="write a results directory for another tool")
-    export.add_argument("format", choices=["tensorboard"],
-                        help="tensorboard: event files, one run each (needs grokjax[tensorboard])")
+    export.add_argument("format", choices=["tensorboard", "torch"],
+                        help="tensorboard: event files, one run each (needs "
+                             "grokjax[tensorboard]); torch: each kept step of each run as a "
+                             "checkpoint of the paper's PyTorch model (needs torch)")
     export.add_argument("dir", help="a results directory, e.g. results/wd")
     export.add_argument("out", help="the output directory, e.g. tensorboard/wd")
+    export.add_argument("--follow", action="store_true",
+                        help="tensorboard: keep adding the curves of the runs in flight until "
+                             "the sweep is complete")
+    export.add_argument("--interval", type=float, default=10.0,
+                        help="seconds between updates with --follow (default 10)")
     export.set_defaults(func=cmd_export)
     return parser
 
