@@ -108,13 +108,13 @@ def measure(label: str, group: str, width: int, test_size: float, runs: int, eva
                                      engine.layout_for())
     assert program.evals_per_segment == evals_per_call and repeats < engine.SEGMENTS_PER_RUN
     state = program.empty(hparams, keys)
-    state, _ = program.segment(state, hparams, split, keys, fresh, task)  # start, warm up
+    state, _, _ = program.segment(state, hparams, split, keys, fresh, task)  # start, warm up
     fresh = jax.device_put(np.zeros(slots.size, bool), per_run)
     jax.block_until_ready(state)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        state, metrics = program.segment(state, hparams, split, keys, fresh, task)
+        state, metrics, _ = program.segment(state, hparams, split, keys, fresh, task)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     steps_per_call = program.evals_per_segment * eval_every

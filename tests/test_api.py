@@ -70,20 +70,21 @@ def test_a_sweep_is_found_by_name_or_path_and_an_unknown_name_says_where_it_look
     assert grokjax.api.sweep_spec("wd").name == "wd"  # the repository's sweeps/
 
 
-def test_an_override_writes_its_own_directory_and_a_changed_sweep_needs_overwrite(tmp_path):
+def test_an_override_writes_its_own_directory_and_a_changed_sweep_grows_it(tmp_path):
     first = grokjax.run(TINY, results=tmp_path, progress=False, K=8, **ONE_RUN)
     assert first.directory.name == "tiny+K-8+seed-0+weight_decay-0.0" and len(first.runs) == 1
     other = grokjax.run(TINY, results=tmp_path, progress=False, K=4, **ONE_RUN)
     assert other.directory.name == "tiny+K-4+seed-0+weight_decay-0.0"
     assert first.runs.run_id.tolist() != other.runs.run_id.tolist()
     changed = {**TINY, "fixed": {**TINY["fixed"], "lr": 0.02}}
-    with pytest.raises(spec.SpecError, match=r"different sweep.*overwrite=True"):
-        grokjax.run(changed, results=tmp_path, progress=False, K=8, **ONE_RUN)
-    replaced = grokjax.run(changed, results=tmp_path, progress=False, overwrite=True, K=8,
-                           **ONE_RUN)
-    assert replaced.directory == first.directory and set(replaced.runs.lr) == {0.02}
+    grown = grokjax.run(changed, results=tmp_path, progress=False, K=8, **ONE_RUN)
+    assert grown.directory == first.directory and set(grown.runs.lr) == {0.02}
+    pd.testing.assert_frame_equal(grown.earlier, first.runs)
     again = grokjax.run(changed, results=tmp_path, progress=False, K=8, **ONE_RUN)  # resumes
-    pd.testing.assert_frame_equal(again.runs, replaced.runs)
+    pd.testing.assert_frame_equal(again.runs, grown.runs)
+    replaced = grokjax.run(TINY, results=tmp_path, progress=False, overwrite=True, K=8,
+                           **ONE_RUN)
+    assert set(replaced.runs.lr) == {0.01} and replaced.earlier.empty
 
 
 def test_load_refuses_a_missing_or_foreign_directory_in_one_line(tmp_path):

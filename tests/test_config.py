@@ -37,6 +37,9 @@ TWO_VALUES = {
     "complex_weights": ([False, True], {}),
     "imag_init_scale": ([0.0, 0.5], {"complex_weights": True}),
     "diagnostics": ([False, True], {}),
+    "keep_weights": (["none", "float32"], {}),
+    "keep_weights_every": ([0, 1], {"keep_weights": "float32"}),
+    "keep_weights_at": ([[5], [0, 10]], {"keep_weights": "bfloat16"}),
 }
 
 

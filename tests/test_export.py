@@ -10,7 +10,7 @@ from helpers import TINY_SWEEP
 
 import grokjax
 from grokjax import cli
-from grokjax.export import export_tensorboard, run_names
+from grokjax.export import TensorBoardExport, export_tensorboard, run_names
 from grokjax.spec import tomllib  # tomli on Python 3.10
 from grokjax.storage import StorageError
 
@@ -39,8 +39,13 @@ CURVES = pd.DataFrame({
 
 
 def read_events(run_dir: Path) -> list:
-    """The Event protos of a run's one event file (TFRecord: length, its CRC, data, data CRC)."""
+    """The Event protos of a run's one event file."""
     (path,) = run_dir.glob("events.out.tfevents.*")
+    return read_event_file(path)
+
+
+def read_event_file(path: Path) -> list:
+    """The Event protos of an event file (TFRecord: length, its CRC, data, data CRC)."""
     data, events, offset = path.read_bytes(), [], 0
     while offset < len(data):
         (length,) = struct.unpack_from("<Q", data, offset)
@@ -95,6 +100,18 @@ def test_run_names_are_unique_and_safe_for_a_file_system():
     assert odd[1] == "group=7,lr=0.01,train_fraction=0.5"
     assert odd[0] == "group=expr_x_y_mod_5,lr=0.01,train_fraction=0.25,run_id=a"
     assert run_names(runs.iloc[:1]).tolist() == ["a"]  # nothing varies
+
+
+def test_a_run_in_flight_is_named_as_in_the_whole_sweep(tmp_path):
+    """Its name comes from the fields that vary among the runs the sweep plans, not among the
+    few runs seen so far (alone, a0 would be named by its run id)."""
+    exporter = TensorBoardExport(tmp_path, planned=RUNS[["run_id", "K", "weight_decay"]])
+    live = CURVES[CURVES["run_id"] == "a0"].merge(RUNS[["run_id", "K", "weight_decay"]])
+    assert exporter.update(RUNS.iloc[:0], None, live) == 1
+    assert [path.name for path in tmp_path.iterdir()] == ["weight_decay=0"]
+    assert exporter.update(RUNS, CURVES) == 2  # a0's runs row, b1 whole
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["weight_decay=0",
+                                                                "weight_decay=0.001"]
 
 
 def test_a_url_destination_is_refused(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "src" / "grokjax"
 FLOORS = [
     ["errors"],
     ["irreps", "expressions", "stats", "storage", "model", "optim", "progress",
-     "toml_writer", "memlimit"],
+     "toml_writer", "memlimit", "weights"],
     ["groups"],
     ["dataset", "diagnostics"],
     ["outdir"],

@@ -62,7 +62,7 @@ def run_reference(z, cfg, diagnostics: bool = False, onehot: bool = False):
         return fns.segment(state, hp, split, jax.random.PRNGKey(0), False, task,
                            static.num_evals)
 
-    state, metrics = run(params, hp, split, task)
+    state, metrics, _ = run(params, hp, split, task)
     return {k: np.asarray(v, np.float64) for k, v in metrics.items()}, state
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from helpers import TINY_SWEEP, write_sweep
 
+import grokjax
 from grokjax import cli, coordination, errors, outdir, plan, spec, sweep
 
 # 24 runs of a tiny model; 8000 steps make a run take long enough (~0.3 s) to kill the sweep
@@ -207,22 +208,37 @@ def test_an_absurd_learning_rate_diverges_alone(tmp_path):
         check_exact=True)
 
 
-def test_cli_refuses_a_changed_sweep_unless_told_to_overwrite(
-        uninterrupted, tmp_path, capsys):
+def test_a_changed_sweep_keeps_the_earlier_runs_and_overwrite_sets_them_aside(
+        uninterrupted, tmp_path):
     reference, _ = uninterrupted
     out = tmp_path / "copy"
     shutil.copytree(reference, out)
     (out / "notes.txt").write_text("mine")  # a user's file beside the results
-    before = snapshot(out)
+    earlier = outdir.read_plan(out)["identity"]
     changed = write_sweep(tmp_path, RESUME_SWEEP.replace("lr = 0.01", "lr = 0.02"))
     command = ["sweep", str(changed), "--out", str(out), "--no-progress"]
-    assert cli.main(command) == 2
-    assert "--overwrite" in capsys.readouterr().err
-    assert snapshot(out) == before
-    assert cli.main([*command, "--overwrite"]) == 0
-    runs = outdir.read_table(out, "runs")
-    assert (runs["lr"] == 0.02).all() and len(runs) == 24
-    assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes grokjax's files only
+    assert cli.main(command) == 0
+    everything = outdir.read_table(out, "runs")
+    assert len(everything) == 48 and set(everything["lr"]) == {0.01, 0.02}
+    res = grokjax.load(out)
+    assert len(res.runs) == 24 and (res.runs["lr"] == 0.02).all()
+    assert len(res.earlier) == 24 and (res.earlier["lr"] == 0.01).all()
+    assert len(grokjax.load(out, include_earlier=True).runs) == 48
+    assert "lr = 0.01" in (out / outdir.VERSIONS_DIR / earlier / outdir.SWEEP_FILE).read_text()
+    assert (out / outdir.VERSIONS_DIR / earlier / outdir.MANIFEST_FILE).exists()
+    manifest = json.loads((out / outdir.MANIFEST_FILE).read_text())
+    assert manifest["runs"] == 24 and manifest["runs_of_earlier_versions"] == 24
+    assert manifest["earlier_versions"] == [earlier]
+
+    parts = sorted(p.name for p in out.rglob("*.parquet"))
+    again = write_sweep(tmp_path, RESUME_SWEEP.replace("lr = 0.01", "lr = 0.03"))
+    assert cli.main(["sweep", str(again), "--out", str(out), "--no-progress", "--overwrite"]) == 0
+    assert set(outdir.read_table(out, "runs")["lr"]) == {0.03}
+    (replaced,) = (out / outdir.REPLACED_DIR).iterdir()  # every earlier part, none deleted
+    assert sorted(p.name for p in replaced.rglob("*.parquet")) == parts
+    assert (replaced / outdir.VERSIONS_DIR / earlier / outdir.SWEEP_FILE).exists()
+    assert outdir.read_plan(out)["earlier"] == []
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_process_zero_explains_why_it_cannot_write_the_manifest(tmp_path):

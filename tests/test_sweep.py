@@ -70,15 +70,16 @@ def test_table_rows_equal_the_run_trained_alone(tiny):
     assert row["final_test_loss"] == mine["test_loss"].iloc[-1]
 
 
-def test_rerun_skips_finished_runs_and_changed_sweep_is_refused(tiny, tmp_path):
+def test_rerun_skips_finished_runs_and_a_changed_stop_rule_is_refused(tiny, tmp_path):
     sweep_spec, report = tiny
     again = sweep.run_sweep(sweep_spec, out_dir=report.out_dir, progress=False)
     assert again.runs_trained == 0 and again.runs_skipped == 9
-    changed = spec.parse(TINY_SWEEP.replace("lr = 0.01", "lr = 0.02"))
-    with pytest.raises(spec.SpecError, match="--overwrite"):
-        sweep.run_sweep(changed, out_dir=report.out_dir, progress=False)
-    replaced = sweep.run_sweep(changed, out_dir=tmp_path / "copy", progress=False)
-    assert (outdir.read_table(replaced.out_dir, "runs")["lr"] == 0.02).all()
+    # The same run ids would mean other numbers: not reusable (a changed grid is, test_growth).
+    stopped = spec.parse(TINY_SWEEP + '\n[stop]\nwhen = "train_acc >= 1.0"\n')
+    with pytest.raises(spec.SpecError, match="stop rule 'none'.*--overwrite"):
+        sweep.run_sweep(stopped, out_dir=report.out_dir, progress=False)
+    assert outdir.read_plan(Path(report.out_dir))["identity"] == plan.identity(
+        sweep_spec, [plan.planned_run(run) for run in sweep_spec.runs()])
 
 
 def test_a_run_larger_than_the_memory_budget_is_refused_before_anything_is_written(tmp_path):

@@ -9,10 +9,11 @@ import argparse
 import os
 import re
 import sys
+import time
 
 import pandas as pd
 
-from grokjax import __version__, aot, api, config, engine, errors, outdir, plan, spec, sweep
+from grokjax import __version__, aot, api, config, engine, errors, outdir, plan, spec, sweep, tables
 from grokjax.coordination import initialize_distributed
 from grokjax.schema import GENERALIZED_TEST_ACC
 from grokjax.storage import Location
@@ -35,10 +36,14 @@ def parse_bytes(text: str) -> int:
 
 
 def print_summary(res: api.Results) -> None:
-    runs = (f"{len(res.runs)} of {len(res.whole.runs)} runs in {res.directory} where "
+    where = " + ".join(map(str, res.directories))
+    runs = (f"{len(res.runs)} of {len(res.whole.runs)} runs in {where} where "
             f"{res.selection_text}" if res.whole is not None
-            else f"{len(res.runs)} runs in {res.directory}")
-    print(f"\n{runs}  (pandas.read_parquet({str(res.directory / 'runs')!r}))")
+            else f"{len(res.runs)} runs in {where}")
+    earlier = f", and {len(res.earlier)} of earlier versions" if len(res.earlier) else ""
+    reading = (f"pandas.read_parquet({str(res.directory / 'runs')!r})"
+               if len(res.directories) == 1 else "grokjax.load([...]).runs")
+    print(f"\n{runs}{earlier}  ({reading})")
     print(f"generalized_fraction: share of the runs whose final test accuracy >= "
           f"{GENERALIZED_TEST_ACC}; grokked_runs: how many runs reached test accuracy >= "
           f"{GENERALIZED_TEST_ACC} (median_grok_step: the first step they did)")
@@ -129,7 +134,8 @@ def cmd_aot(args) -> int:
 
 
 def load_results(args) -> api.Results:
-    """The results directory, restricted by every ``--where FIELD=VALUE[,VALUE...]``."""
+    """The results directories of a command, pooled (a run id once), restricted by every
+    ``--where FIELD=VALUE[,VALUE...]``."""
     selection: dict[str, list[str]] = {}
     for text in args.where:
         name, sep, values = (part.strip() for part in text.partition("="))
@@ -140,7 +146,7 @@ def load_results(args) -> api.Results:
             raise errors.SpecError([f"{name} is given twice in --where; give its values as "
                                     f"{name}={','.join(selection[name])},{values}"], "--where")
         selection[name] = [value.strip() for value in values.split(",")]
-    res = api.load(args.dir)
+    res = api.load(args.dirs, include_earlier=args.include_earlier)
     return res.where(**selection) if selection else res
 
 
@@ -150,16 +156,54 @@ def cmd_summary(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """Each run's curves as a TensorBoard run under OUT, tagged with its config."""
+    """Each run's curves as a TensorBoard run under OUT, tagged with its config (with
+    --follow, as the sweep runs); or each kept step of each run as a PyTorch checkpoint."""
     from grokjax import export
 
-    res = api.load(args.dir)
+    if args.follow and args.format != "tensorboard":
+        raise errors.SpecError(["--follow is for the tensorboard export"], "export")
     try:
-        count = export.export_tensorboard(res.runs, res.curves, args.out)
+        if args.format == "torch":
+            count = export.export_torch(api.load(args.dir), args.out)
+            print(f"wrote {count} checkpoints to {args.out}; load one with "
+                  "ModularAdditionNN(**c['constructor']).load_state_dict(c['model'])")
+            return 0
+        planned = None
+        if args.follow:  # the runs in flight named as they will be in the whole sweep
+            sweep_spec = api.load(args.dir).spec
+            planned = None if sweep_spec is None else tables.planned_config(sweep_spec)
+        exporter = export.TensorBoardExport(args.out, planned)
     except (ImportError, errors.StorageError) as err:  # a usage problem: exit 2, one line
         raise errors.SpecError([str(err)], "export") from None
+    if args.follow:
+        count = follow_tensorboard(exporter, args)
+    else:
+        res = api.load(args.dir)
+        count = exporter.update(res.runs, res.curves)
     print(f"wrote {count} runs to {args.out}; view them with: tensorboard --logdir {args.out}")
     return 0
+
+
+def follow_tensorboard(exporter, args) -> int:
+    """Export what is new every --interval seconds until the sweep is complete (its manifest is
+    written), or until no process has written the directory for a lease's lifetime."""
+    from grokjax import outdir
+
+    quiet_since = time.monotonic()
+    while True:
+        res = api.load(args.dir)
+        complete = res.manifest is not None  # read first: the tables read next are then whole
+        exporter.update(res.runs, res.curves, None if complete else res.live)
+        if complete:
+            return len(exporter.last_step)
+        if outdir.live_leases(res.directory):
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > outdir.LEASE_SECONDS:
+            print(f"note: no process has written {args.dir} for {outdir.LEASE_SECONDS:.0f}s and "
+                  "it has no manifest: stopped following (run the sweep again to finish it)",
+                  file=sys.stderr)
+            return len(exporter.last_step)
+        time.sleep(args.interval)
 
 
 def cmd_fit(args) -> int:
@@ -237,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="root of the results (default: results)")
     run.add_argument("--out", default=None, help="write to this directory instead")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace results of a different sweep in the output directory")
+                     help="set the results already in the output directory aside (in "
+                          "_replaced/, never deleted) and train afresh; without it a changed "
+                          "sweep reuses the runs there that it still plans")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     hosts = run.add_argument_group(
         "several processes (hosts)", "each trains every n-th chunk; on a TPU VM pod slice "
@@ -265,7 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "optimizers").set_defaults(func=cmd_list)
     def reader(name, func, help_text):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("dir", help="a results directory, e.g. results/wd")
+        sub.add_argument("dirs", nargs="+", metavar="DIR",
+                         help="results directories, e.g. results/ratio; several are pooled "
+                              "(a run once)")
+        sub.add_argument("--include-earlier", action="store_true",
+                         help="pool in the runs of earlier versions of each sweep, kept in its "
+                              "directory")
         sub.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
                          help="only the runs with this config value (FIELD=V1,V2: any of them); "
                               "repeat for several fields, e.g. --where K=64 --where "
@@ -274,25 +325,33 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     for name, func, help_text in (
-            ("fit", cmd_fit, "fit the scaling laws to a results directory"),
-            ("plot", cmd_plot, "draw the figures of a results directory (PNG)"),
+            ("fit", cmd_fit, "fit the scaling laws to results directories"),
+            ("plot", cmd_plot, "draw the figures of results directories (PNG)"),
             ("report", cmd_report, "fits, figures and provenance as a Markdown report")):
         sub = reader(name, func, help_text)
         sub.add_argument("--bootstrap", type=int, default=1000,
                          help="bootstrap replicates for the confidence intervals")
         if name == "fit":
             continue
-        sub.add_argument("--out", default=None, help="output file (report) or directory (plot)")
+        sub.add_argument("--out", default=None, help="output file (report) or directory (plot); "
+                                                     "needed for several directories")
         sub.add_argument("--by", default=None, metavar="FIELD",
                          help="the field the figures draw as colours, one per value, with a "
                               "panel per combination of the other varied fields, e.g. --by "
                               "weight_decay (default: each figure chooses)")
-    reader("summary", cmd_summary, "summarise a results directory")
+    reader("summary", cmd_summary, "summarise results directories")
     export = commands.add_parser("export", help="write a results directory for another tool")
-    export.add_argument("format", choices=["tensorboard"],
-                        help="tensorboard: event files, one run each (needs grokjax[tensorboard])")
+    export.add_argument("format", choices=["tensorboard", "torch"],
+                        help="tensorboard: event files, one run each (needs "
+                             "grokjax[tensorboard]); torch: each kept step of each run as a "
+                             "checkpoint of the paper's PyTorch model (needs torch)")
     export.add_argument("dir", help="a results directory, e.g. results/wd")
     export.add_argument("out", help="the output directory, e.g. tensorboard/wd")
+    export.add_argument("--follow", action="store_true",
+                        help="tensorboard: keep adding the curves of the runs in flight until "
+                             "the sweep is complete")
+    export.add_argument("--interval", type=float, default=10.0,
+                        help="seconds between updates with --follow (default 10)")
     export.set_defaults(func=cmd_export)
     return parser
 

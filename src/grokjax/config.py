@@ -21,19 +21,22 @@ the table dtypes (``COLUMN_DTYPES``) and the fits' conditions. Adding a hyperpar
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from grokjax import dataset, groups
+from grokjax import dataset, groups, weights
 from grokjax.model import ACTIVATIONS, LOSSES, PRECISIONS
 from grokjax.optim import OPTIMIZERS
 
 ROLES = ("static", "hparam", "split", "seed")
-DTYPES = {int: "int64", float: "float64", str: "string", bool: "bool"}
-TYPE_WORDS = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}
+# ``tuple``: a list of integers (e.g. steps), kept as a sorted tuple and recorded as text.
+DTYPES = {int: "int64", float: "float64", str: "string", bool: "bool", tuple: "string"}
+TYPE_WORDS = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
+              tuple: "a list of integers"}
 DEFAULT_TEST_SIZE = 0.5
 # A run's operation table has M^num_ops rows; bounded so that a plan can always hold it (2^22
 # rows = 16 MiB of int32 per operand). With groups.MAX_ORDER = 2048, every binary task fits.
@@ -96,6 +99,9 @@ class Field:
             ok = ok and math.isfinite(value)
         elif self.type is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
+        elif self.type is tuple:
+            ok = isinstance(value, list | tuple) and all(
+                isinstance(item, int) and not isinstance(item, bool) for item in value)
         else:
             ok = isinstance(value, self.type)
         return None if ok else f"{self.name} must be {TYPE_WORDS[self.type]}, got {value!r}"
@@ -106,22 +112,32 @@ class Field:
         if problem:
             return [problem]
         if self.choices and value not in self.choices:
-            return [f"{self.name} = {value!r} is not available; choose one of "
-                    f"{', '.join(self.choices)}"]
+            return [f"{self.name} = {value!r} is not available{did_you_mean(value, self.choices)}"
+                    f" choose one of {', '.join(self.choices)}"]
         if self.check:
             problem = self.check(value)
             return [problem] if problem else []
-        in_range = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                    and (self.le is None or value <= self.le)
-                    and (self.lt is None or value < self.lt))
+        in_range = all((self.ge is None or item >= self.ge) and (self.gt is None or item > self.gt)
+                       and (self.le is None or item <= self.le)
+                       and (self.lt is None or item < self.lt)
+                       for item in (value if self.type is tuple else [value]))
         hint = f" {self.hint}" if self.hint else ""
         return [] if in_range else [f"{self.name} = {value!r}{hint} must be {self.range_text()}"]
 
     def normalise(self, value: Any) -> Any:
-        """An integer given for a float field as that float, so 0 and 0.0 are one run."""
+        """An integer given for a float field as that float, so 0 and 0.0 are one run; a list
+        as a sorted tuple without repeats, so the order it is written in changes nothing."""
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if self.type is tuple and isinstance(value, list | tuple):
+            return tuple(sorted(set(value)))
         return value
+
+
+def did_you_mean(word: Any, allowed) -> str:
+    """'; did you mean 'x'?' for the allowed name closest to a misspelt ``word``, else ';'."""
+    close = difflib.get_close_matches(str(word), list(allowed), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ";"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +216,16 @@ COLUMNS: tuple[Field | Derived, ...] = (
           "real cast", ge=0),
     Field("diagnostics", bool, False, "static", "Li2 diagnostics curves and the features table",
           condition=False),
+    # What a run keeps of its parameters (the weights table); never changes its trajectory.
+    Field("keep_weights", str, "none", "static", "keep the run's parameters at its end (and at "
+          "the steps below) in the weights table, in this dtype",
+          choices=("none", *weights.STORED_DTYPES), condition=False, in_id_at_default=False),
+    Field("keep_weights_every", int, 0, "static", "also keep them at every this-many-th "
+          "evaluation, step 0 included (0: at the end only)", condition=False, ge=0,
+          in_id_at_default=False),
+    Field("keep_weights_at", tuple, (), "static", "also keep them at these steps",
+          condition=False, ge=0, in_id_at_default=False,
+          recorded=lambda c, r: ",".join(map(str, c.keep_weights_at))),
 )
 
 FIELDS: dict[str, Field] = {c.name: c for c in COLUMNS if isinstance(c, Field)}
@@ -259,6 +285,23 @@ def column_values(run: RunConfig, resolved: Resolved) -> dict[str, Any]:
     return values
 
 
+def from_columns(values: Mapping[str, Any]) -> RunConfig:
+    """A run's config from its row of the runs table (``column_values`` backwards): its split
+    as the realised ``test_size``, which gives the same split; columns that a table of older
+    grokjax lacks at their defaults."""
+    fields = {}
+    for name, f in FIELDS.items():
+        value = values.get(name, f.default)
+        if f.type is tuple:
+            value = tuple(int(step) for step in str(value).split(",") if step)
+        elif f.optional and (value is None or isinstance(value, float) and math.isnan(value)):
+            value = None
+        elif value is not None:
+            value = f.type(value)  # numpy and pandas scalars as plain values
+        fields[name] = value
+    return RunConfig(**fields | dict.fromkeys(SPLIT_FIELDS) | {"test_size": fields["test_size"]})
+
+
 def run_id(run: RunConfig) -> str:
     """A stable id: the hash of every config field, independent of grid order.
 
@@ -283,6 +326,14 @@ def run_problems(run: RunConfig) -> list[str]:
                         "optimizer, no ridge_lambda and other_layers = 0")
     if run.imag_init_scale and not run.complex_weights:
         problems.append("imag_init_scale needs complex_weights = true")
+    if (run.keep_weights_every or run.keep_weights_at) and run.keep_weights == "none":
+        problems.append("keep_weights_every and keep_weights_at choose more steps at which to "
+                        "keep the parameters: they need keep_weights = 'float32' or 'bfloat16'")
+    unevaluated = [step for step in run.keep_weights_at
+                   if step % run.eval_every or step > run.steps]
+    if unevaluated:
+        problems.append(f"keep_weights_at: {unevaluated} are not evaluated steps; use multiples "
+                        f"of eval_every = {run.eval_every} up to steps = {run.steps}")
     if run.ridge_lambda is not None and run.loss != "mse":
         problems.append("ridge_lambda (the ridge top layer) needs loss = 'mse', as in the paper's "
                         f"code; got loss = {run.loss!r}")

@@ -39,7 +39,8 @@ class SweepReport:
     devices: int = 1
     runs: int = 0  # this process's share, every round so far
     runs_skipped: int = 0  # found on disk, verified, from an earlier invocation
-    runs_trained: int = 0
+    runs_trained: int = 0  # so far, written to parts
+    runs_in_flight: int = 0  # in slots now
     runs_stopped: int = 0  # ended early by the stop rule
     runs_generalized: int = 0  # of those trained now
     rounds: int = 0
@@ -58,7 +59,8 @@ class SweepReport:
         return {
             "process": self.process, "status": status, "error": error, "host": platform.node(),
             "devices": self.devices, "runs": self.runs, "runs_skipped": self.runs_skipped,
-            "runs_trained": self.runs_trained, "runs_stopped": self.runs_stopped,
+            "runs_trained": self.runs_trained, "runs_in_flight": self.runs_in_flight,
+            "runs_stopped": self.runs_stopped,
             "rounds": self.rounds, "compile_seconds": self.compile_seconds,
             "memory_per_run_mib": self.memory_per_run_mib,
             "train_seconds": self.train_seconds, "run_steps": self.run_steps,
@@ -130,22 +132,26 @@ def wait_for_runs(out_dir: Location, identity: str, run_ids: set[str], processes
 
 
 def write_manifest(out_dir: Location, identity: str, metadata: dict, memory_budget: int,
-                   statuses: list[dict]) -> None:
+                   statuses: list[dict], planned: set[str]) -> None:
     """Once every process is done: verify every part (setting aside any that fails), then
-    record the sweep's parts, processes and what its stop rules and search saved."""
+    record the sweep's parts, processes and what its stop rules and search saved. Counts are of
+    the ``planned`` runs; the runs of earlier versions kept in the directory are counted apart."""
     verified = outdir.verify(out_dir, identity, quarantine_all=True)
     if verified.damaged:
         raise SweepIncomplete(f"{len(verified.damaged)} part(s) in {out_dir} failed "
                               "verification and were set aside; run the same command again "
                               "to train their runs")
-    runs = outdir.read_table(out_dir, "runs")
+    everything = outdir.read_table(out_dir, "runs")
+    runs = everything[everything["run_id"].isin(planned)]
     rates = [s["run_steps_per_second"] for s in statuses if s.get("run_steps_per_second")]
     manifest = {
         "identity": identity,
+        "earlier_versions": outdir.read_plan(out_dir).get("earlier", []),
         "provenance": {k: v for k, v in metadata.items() if k != "sweep_toml"},
         "memory_budget": memory_budget,
         "run_steps_per_second": sum(rates) if rates else None,  # all processes together
         "runs": len(runs),
+        "runs_of_earlier_versions": len(everything) - len(runs),
         "rounds": int(runs["round"].max()),
         "runs_stopped_early": int(runs["stopped_step"].notna().sum()),
         "runs_diverged": int(runs["diverged"].sum()),

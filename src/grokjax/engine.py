@@ -46,6 +46,9 @@ class FinishedRun:
     stopped_step: int  # -1 if its stop rule did not end it
     features: dict[str, np.ndarray] | None  # per-node (K,) arrays, with diagnostics
     seconds: float  # its share of the device time of the segments it was in
+    # With keep_weights: step -> its parameters, the last step's always (for a diverged run its
+    # last finite parameters), and those of Static.snapshot_evals that the run reached.
+    weights: dict[int, dict[str, np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Slots:
         self.keys = np.zeros((size, 2), np.uint32)
         self.fresh = np.zeros(size, bool)
         self.points: list[list[dict[str, np.ndarray]]] = [[] for _ in range(size)]
+        self.kept: list[dict[int, dict[str, np.ndarray]]] = [{} for _ in range(size)]
         self.seconds = np.zeros(size)
 
     def fill(self, slot: int, run: PlannedRun) -> None:
@@ -143,11 +147,21 @@ class Slots:
          self.is_train[slot]) = split_for(self.task, train_idx, self.bucket.train_rows)
         self.keys[slot] = np.asarray(jax.random.PRNGKey(config.seed))
         self.fresh[slot] = True
-        self.points[slot], self.seconds[slot] = [], 0.0
+        self.points[slot], self.kept[slot], self.seconds[slot] = [], {}, 0.0
 
     def inputs(self) -> tuple[HParams, Split, np.ndarray]:
         return (HParams(*self.hparams), Split(self.train_inputs, self.train_labels, self.is_train),
                 self.keys)
+
+    def curves(self, slot: int) -> dict[str, np.ndarray]:
+        """The slot's run's curves so far: per metric (points,), with "step"."""
+        points = self.points[slot]
+        return {name: np.concatenate([p[name] for p in points]) for name in points[0]}
+
+    def in_flight(self) -> list[tuple[PlannedRun, dict[str, np.ndarray]]]:
+        """Every run in a slot with its curves so far (what the live view shows)."""
+        return [(run, self.curves(i)) for i, run in enumerate(self.runs)
+                if run is not None and self.points[i]]
 
 
 def abstract_inputs(bucket: Bucket, slots: int, mesh: Mesh | None = None) -> tuple:
@@ -296,14 +310,41 @@ def size_slots(bucket: Bucket, runs: int, mesh: Mesh, programs: dict, memory_bud
         per_device = max(1, min(per_device - 1, fewer - fewer % 8 if fewer >= 8 else fewer))
 
 
+def _rows(tree, rows: list[int]):
+    """The host copy of the ``rows`` (slots) of a batched pytree: only those cross over."""
+    index = np.asarray(rows)
+    return jax.device_get(jax.tree.map(lambda x: x[index], tree))
+
+
+def _keep_weights(slots: Slots, busy: list[int], finished: list[int], snapshots,
+                  params) -> None:
+    """Copy to the host the parameters this segment kept (Static.snapshot_evals) and the last
+    ones of the runs that finished in it."""
+    if snapshots is not None:
+        steps = jax.device_get(snapshots.step)  # (slots, S), -1 where unused
+        taken = [i for i in busy if (steps[i] >= 0).any()]
+        kept = _rows(snapshots.params, taken) if taken else {}
+        for row, i in enumerate(taken):
+            for entry in np.flatnonzero(steps[i] >= 0):
+                slots.kept[i][int(steps[i, entry])] = {name: values[row, entry]
+                                                       for name, values in kept.items()}
+    last = _rows(params, finished) if finished else {}
+    for row, i in enumerate(finished):
+        step = int(slots.points[i][-1]["step"][-1])
+        slots.kept[i][step] = {name: values[row] for name, values in last.items()}
+
+
 def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int, mesh: Mesh,
                  on_finished: Callable[[list[FinishedRun]], None], programs: dict,
-                 on_compiled: Callable[[float], None], layout: Layout) -> None:
+                 on_compiled: Callable[[float], None], layout: Layout,
+                 on_segment: Callable[[Slots], None] = lambda slots: None) -> None:
     """Train ``queue`` (runs of ``bucket``) through refilling slots.
 
     ``on_finished`` gets the runs done at each segment boundary, as soon as their metrics are
-    on the host (so progress follows compute, not dispatch). ``programs`` caches compiled
-    programs by shape across calls (a search trains a bucket again in every round).
+    on the host (so progress follows compute, not dispatch); ``on_segment`` then gets the slots
+    (``Slots.in_flight``: the runs still training, with their curves so far). ``programs``
+    caches compiled programs by shape across calls (a search trains a bucket again in every
+    round).
     """
     devices = mesh.devices.size
     slots = Slots(bucket, slots_per_device * devices)
@@ -318,7 +359,7 @@ def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int,
     while any(run is not None for run in slots.runs):
         start = time.perf_counter()
         fresh = jax.device_put(slots.fresh, per_run)
-        state, metrics = program.segment(state, hparams, split, keys, fresh, task)
+        state, metrics, snapshots = program.segment(state, hparams, split, keys, fresh, task)
         metrics, done, diverged, stopped = jax.device_get(
             (metrics, state.done, state.diverged_step, state.stopped_step))
         seconds = time.perf_counter() - start
@@ -331,18 +372,20 @@ def train_bucket(bucket: Bucket, queue: list[PlannedRun], slots_per_device: int,
             measured = metrics["step"][i] >= 0
             slots.points[i].append({name: values[i][measured] for name, values in metrics.items()})
             slots.seconds[i] += seconds / len(busy)
+        keeps_weights = bucket.static.keep_weights != "none"
+        if keeps_weights:
+            _keep_weights(slots, busy, finished, snapshots, state.params)
         done_runs = []
         for i in finished:
-            curves = {name: np.concatenate([p[name] for p in slots.points[i]])
-                      for name in metrics}
             done_runs.append(FinishedRun(
-                slots.runs[i], curves, int(diverged[i]), int(stopped[i]),
+                slots.runs[i], slots.curves(i), int(diverged[i]), int(stopped[i]),
                 None if features is None else {k: v[i] for k, v in features.items()},
-                float(slots.seconds[i])))
+                float(slots.seconds[i]), slots.kept[i] if keeps_weights else None))
             slots.runs[i] = None
             if pending:
                 slots.fill(i, pending.pop(0))
         if done_runs:
             on_finished(done_runs)
+        on_segment(slots)
         if slots.fresh.any():
             hparams, split, keys = jax.device_put(slots.inputs(), per_run)

@@ -1,21 +1,31 @@
-"""The results-directory protocol: names, verified parts, leases, process status, manifest.
+"""The results-directory protocol: names, verified parts, versions, leases, live view.
 
     <results>/<sweep>/
       runs/runs-<bucket>-<process>-<digest>.parquet       the runs table, a part per batch of
       curves/curves-<...>.parquet                         finished runs (same name in each
-      features/features-<...>.parquet                     table); features with diagnostics
+      features/features-<...>.parquet                     table); features with diagnostics,
+      weights/weights-<...>.parquet                       weights with keep_weights
       _sweep.toml   the effective sweep file (written first)
-      _plan.json    the sweep's identity: marks the directory as a grokjax sweep
+      _plan.json    the sweep's identity and its earlier versions': marks a grokjax sweep
+      _planned_runs.json  the run ids of the sweep as planned (every round so far)
+      _versions/<identity>/  an earlier version's sweep file, planned runs and manifest
       _lease-<i>.json   process i is writing (a heartbeat; stale after LEASE_SECONDS)
-      _process-<i>.json process i's status and timings;  _manifest.json  when all are done
+      _process-<i>.json process i's status and counts;  _manifest.json  when all are done
+      _live/curves-<i>.parquet  the curves of process i's runs in flight (while it writes)
       _tmp/         temporaries, renamed into place;  _damaged/  parts that failed verification
+      _replaced/<time>/  what --overwrite set aside
 
-A part is trusted only if it verifies: its runs part's footer reads, it belongs to this sweep
-(its metadata names the sweep's identity), its row count matches the run ids it records, and its
-curves and features parts exist with the SHA-256 digests the runs part records. The runs part is
-renamed into place last, so it marks its runs as done. Anything that fails is moved to
-``_damaged/`` (never deleted) and its runs are trained again. grokjax deletes only files it can
-prove it wrote: its own names inside a directory whose ``_plan.json`` it wrote.
+A part is trusted only if it verifies: its runs part's footer reads, it belongs to this sweep or
+an earlier version of it (its metadata names one of the identities ``_plan.json`` lists), its row
+count matches the run ids it records, and its other tables' parts exist with the SHA-256 digests
+the runs part records. The runs part is renamed into place last, so it marks its runs as done.
+Anything that fails is moved to ``_damaged/`` (never deleted) and its runs are trained again.
+
+A sweep that changes (more seeds, another grid) keeps the directory: its runs are keyed by run
+id, so the runs already there are reused, and those it no longer plans stay in place as runs of
+an earlier version. ``--overwrite`` sets everything of the earlier sweeps aside in
+``_replaced/``. grokjax deletes only its own bookkeeping (leases, temporaries, the live view),
+never a part.
 
 Every file operation goes through ``grokjax.storage``, so a local path, ``gs://`` and ``s3://``
 follow the same protocol (on an object store a part's single upload is its atomic rename).
@@ -33,6 +43,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -43,22 +54,28 @@ from grokjax import storage
 from grokjax.errors import DirectoryBusy, SpecError, StorageError, SweepIncomplete
 from grokjax.storage import Location
 
-TABLES = ("runs", "curves", "features")
+TABLES = ("runs", "curves", "features", "weights")
 SWEEP_FILE = "_sweep.toml"
 PLAN_FILE = "_plan.json"
+PLANNED_FILE = "_planned_runs.json"
 MANIFEST_FILE = "_manifest.json"
 PROCESS_FILE = "_process-{}.json"
 LEASE_FILE = "_lease-{}.json"
+LIVE_DIR = "_live"  # curves-<process>.parquet: the curves of the process's runs in flight
 TMP_DIR = "_tmp"
 DAMAGED_DIR = "_damaged"
+VERSIONS_DIR = "_versions"  # <identity>/: the files of the version, once superseded
+VERSION_FILES = (SWEEP_FILE, PLANNED_FILE, MANIFEST_FILE)
+REPLACED_DIR = "_replaced"  # <UTC time>/: what --overwrite set aside
 FIGURES_DIR = "_figures"  # grokjax plot; Parquet readers skip names starting with '_'
 REPORT_DIR = "_report"  # grokjax report: report.md with its figures beside it
 METADATA_KEY = b"grokjax"
 # A writer refreshes its lease every LEASE_SECONDS / 4; a lease older than LEASE_SECONDS (or, on
 # the same host, one whose process is gone) is stale and may be taken over.
 LEASE_SECONDS = 60.0
-# Files of a directory that hold no results yet: a sweep killed before its plan was written.
-PRE_PLAN = {SWEEP_FILE, TMP_DIR}
+# Files of a directory that hold no current results: a sweep killed before its plan was
+# written (after --overwrite set the earlier results aside, too).
+PRE_PLAN = {SWEEP_FILE, TMP_DIR, REPLACED_DIR}
 PROBE_PREFIX = "_probe-"  # storage.check_writable's probe, written and removed by any process
 
 
@@ -90,12 +107,18 @@ def read_json(path: Location) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def parquet_bytes(frame: pd.DataFrame, metadata: dict[str, object]) -> bytes:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
+def parquet_bytes(frame: pd.DataFrame | list[pa.Table], metadata: dict[str, object]) -> bytes:
+    """One Parquet file with grokjax's metadata; a list of tables becomes one row group each
+    (the weights table: a reader of one run reads its row group alone)."""
+    groups = frame if isinstance(frame, list) else [pa.Table.from_pandas(frame,
+                                                                         preserve_index=False)]
+    schema = groups[0].schema
+    schema = schema.with_metadata(
+        {**(schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    with pq.ParquetWriter(sink, schema) as writer:
+        for group in groups:
+            writer.write_table(group)
     return sink.getvalue()
 
 
@@ -111,14 +134,43 @@ def _entries(out_dir: Location) -> set[str]:
     return {name for name in storage.listdir(out_dir) if not name.startswith(".")}
 
 
+def read_plan(out_dir: Location) -> dict | None:
+    """``_plan.json``: the sweep's ``identity``, ``scale``, ``stop`` rule and the identities of
+    its ``earlier`` versions (absent from directories of older grokjax); None if none."""
+    plan = read_json(out_dir / PLAN_FILE)
+    return plan if plan and isinstance(plan.get("identity"), str) else None
+
+
+def trusted_identities(out_dir: Location, identity: str) -> set[str]:
+    """The identities whose parts count in a sweep directory: ``identity`` and, when it is the
+    directory's current sweep, those of its earlier versions."""
+    plan = read_plan(out_dir)
+    earlier = plan.get("earlier", []) if plan and plan["identity"] == identity else []
+    return {identity, *earlier}
+
+
+def planned_runs(out_dir: Location) -> set[str] | None:
+    """The run ids of the directory's current sweep (every round so far); None when the
+    directory does not record them (a directory of older grokjax: every run is current)."""
+    plan, planned = read_plan(out_dir), read_json(out_dir / PLANNED_FILE)
+    if not (plan and planned and planned.get("identity") == plan["identity"]):
+        return None
+    return set(planned["run_ids"])
+
+
+def write_planned_runs(out_dir: Location, identity: str, run_ids: set[str]) -> None:
+    write_json(out_dir, out_dir / PLANNED_FILE, {"identity": identity,
+                                                 "run_ids": sorted(run_ids)})
+
+
 def directory_identity(out_dir: Location) -> str | None:
     """The identity of the sweep in ``out_dir``; None when there is nothing of a sweep there.
 
     Raises when the directory holds files that are not a grokjax sweep's.
     """
     entries = {name for name in _entries(out_dir) if not name.startswith(PROBE_PREFIX)}
-    plan = read_json(out_dir / PLAN_FILE)
-    if plan and isinstance(plan.get("identity"), str):
+    plan = read_plan(out_dir)
+    if plan:
         return plan["identity"]
     if entries - PRE_PLAN:
         raise SpecError([f"{out_dir} is not empty and is not a grokjax sweep directory; grokjax "
@@ -162,39 +214,48 @@ def _busy_message(out_dir: Location, leases: list[dict], what: str) -> str:
 
 
 def prepare(out_dir: Location, identity: str, sweep_text: str, scale: str, overwrite: bool,
-            process: int = 0) -> bool:
+            process: int = 0, stop: str | None = None,
+            check_earlier: Callable[[dict], None] = lambda plan: None) -> bool:
     """Make ``out_dir`` this sweep's directory; True if it already was (resume).
 
-    A destination that cannot be written is refused first. A different sweep there is refused
-    unless ``overwrite``, which removes grokjax's own files only, and is itself refused while
-    another process writes the directory. The sweep file is written before the plan, so a
-    directory with a plan always has its sweep file.
+    A destination that cannot be written is refused first. A different sweep there becomes an
+    earlier version of this one (its parts stay trusted, its files move to ``_versions/``),
+    once ``check_earlier`` (given its plan) has not refused it; with ``overwrite`` everything of
+    the earlier sweeps is set aside in ``_replaced/`` instead. Either is refused while another
+    process writes the directory. The sweep file is written before the plan, so a directory
+    with a plan always has its sweep file.
     """
     try:
         storage.check_writable(out_dir)
     except StorageError as err:
         raise SpecError([str(err)], "results") from None
     if process != 0:  # process 0 decides; the others wait for its plan (it may be writing now)
-        plan = read_json(out_dir / PLAN_FILE)
-        if plan and plan.get("identity") == identity:
+        plan = read_plan(out_dir)
+        if plan and plan["identity"] == identity:
             return True
         return _wait_for_replacement(out_dir, identity, process)
     found = directory_identity(out_dir)
     if found == identity:
         return True
+    earlier: list[str] = []
     if found is not None:
-        if not overwrite:
-            raise SpecError([f"{out_dir} holds results of a different sweep (identity {found}, "
-                             f"now {identity}); pass --overwrite (overwrite=True in Python) to "
-                             "replace them, or write elsewhere: --out DIR (in Python, results= "
-                             "another root)"], "results")
         leases = live_leases(out_dir)
         if leases:
-            raise DirectoryBusy([_busy_message(out_dir, leases, "stop it before --overwrite")],
+            what = "--overwrite" if overwrite else "changing the sweep it writes"
+            raise DirectoryBusy([_busy_message(out_dir, leases, f"stop it before {what}")],
                                 "results")
-        remove_own_files(out_dir)
+        if overwrite:
+            set_aside_results(out_dir)
+        else:
+            plan = read_plan(out_dir)
+            check_earlier(plan)
+            earlier = [i for i in (*plan.get("earlier", []), found) if i != identity]
+            for name in VERSION_FILES:
+                if storage.exists(out_dir / name):
+                    storage.move(out_dir / name, out_dir / VERSIONS_DIR / found / name)
     write_bytes(out_dir, out_dir / SWEEP_FILE, sweep_text.encode())
-    write_json(out_dir, out_dir / PLAN_FILE, {"identity": identity, "scale": scale})
+    write_json(out_dir, out_dir / PLAN_FILE, {"identity": identity, "scale": scale, "stop": stop,
+                                              "earlier": earlier})
     return False
 
 
@@ -214,19 +275,30 @@ def _wait_for_replacement(out_dir: Location, identity: str, process: int,
         time.sleep(0.5)
 
 
-def remove_own_files(out_dir: Location) -> None:
-    """Remove what grokjax wrote in a sweep directory, and nothing else."""
+def set_aside_results(out_dir: Location) -> None:
+    """Move everything grokjax wrote in a sweep directory (parts, versions, figures, reports,
+    plan, status files) into ``_replaced/<UTC time>/``, deleting nothing but its bookkeeping
+    (leases, temporaries, the live view); anything else in the directory stays where it is."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    taken, folder, copy = set(storage.listdir(out_dir / REPLACED_DIR)), stamp, 1
+    while folder in taken:  # two in one second: never onto what the earlier one set aside
+        copy += 1
+        folder = f"{stamp}-{copy}"
+    target = out_dir / REPLACED_DIR / folder
     for table in TABLES:
         for name in part_names(out_dir, table):
-            storage.remove(part_path(out_dir, table, name))
+            storage.move(part_path(out_dir, table, name), part_path(target, table, name))
         if out_dir.is_local:
             with contextlib.suppress(OSError):  # not empty: something of the user's is there
                 os.rmdir(out_dir / table)
     for name in _entries(out_dir):
-        if name.startswith(("_lease-", "_process-")) and name.endswith(".json"):
+        if name.startswith("_lease-") and name.endswith(".json"):
             storage.remove(out_dir / name)
-    for name in (MANIFEST_FILE, PLAN_FILE, SWEEP_FILE):
-        storage.remove(out_dir / name)
+        elif (name.startswith("_process-") and name.endswith(".json")
+              or name in (DAMAGED_DIR, VERSIONS_DIR, FIGURES_DIR, REPORT_DIR, *VERSION_FILES,
+                          PLAN_FILE)):
+            storage.move(out_dir / name, target / name, recursive=True)
+    storage.remove(out_dir / LIVE_DIR, recursive=True)
     remove_temporaries(out_dir)
 
 
@@ -295,13 +367,15 @@ class Part:
     runs: pd.DataFrame
     curves: pd.DataFrame
     features: pd.DataFrame | None = None
+    weights: list[pa.Table] | None = None  # a row group per run (grokjax.weights)
 
 
 def write_part(out_dir: Location, part: Part, identity: str,
                metadata: dict[str, object]) -> None:
-    """curves and features first, the runs part last: it records their digests."""
+    """The other tables first, the runs part last: it records their digests."""
     record = {"identity": identity, "run_ids": list(part.runs["run_id"]), "digests": {}}
-    for table, frame in (("curves", part.curves), ("features", part.features)):
+    for table in TABLES[1:]:
+        frame = getattr(part, table)
         if frame is None:
             continue
         payload = parquet_bytes(frame, metadata)
@@ -331,13 +405,13 @@ _UNREADABLE = (OSError, pa.ArrowException, KeyError, TypeError, ValueError)
 
 
 def _part_problem(out_dir: Location, name: str,
-                  identity: str) -> tuple[list[str] | None, str | None]:
+                  identities: set[str]) -> tuple[list[str] | None, str | None]:
     """(run ids, None) for a part that verifies, else (None, what is wrong)."""
     try:
         record, rows = _read_record(part_path(out_dir, "runs", name))
     except _UNREADABLE as err:
         return None, f"unreadable runs part ({type(err).__name__})"
-    if record.get("identity") != identity:
+    if record.get("identity") not in identities:
         return None, f"belongs to another sweep ({record.get('identity')})"
     run_ids = record.get("run_ids") or []
     if rows != len(run_ids):
@@ -353,27 +427,30 @@ def _part_problem(out_dir: Location, name: str,
 
 
 class RunIndex:
-    """The run ids of the runs parts in a directory, read from their footers once each (cheap
-    enough to poll while other processes write)."""
+    """The run ids of the runs parts in a directory (of sweep ``identity`` and its earlier
+    versions; of any sweep for None), read from their footers once each (cheap enough to poll
+    while other processes write)."""
 
-    def __init__(self, out_dir: Location, identity: str):
-        self.out_dir, self.identity = out_dir, identity
+    def __init__(self, out_dir: Location, identity: str | None):
+        self.out_dir = out_dir
+        self.identities = None if identity is None else trusted_identities(out_dir, identity)
         self.parts: dict[str, list[str]] = {}
 
     def scan(self) -> set[str]:
         for name in part_names(self.out_dir, "runs"):
             if name not in self.parts:
                 self.parts[name] = _recorded_runs(part_path(self.out_dir, "runs", name),
-                                                  self.identity)
+                                                  self.identities)
         return {run_id for run_ids in self.parts.values() for run_id in run_ids}
 
 
-def _recorded_runs(path: Location, identity: str) -> list[str]:
+def _recorded_runs(path: Location, identities: set[str] | None) -> list[str]:
     try:
         record, _ = _read_record(path)
     except _UNREADABLE:
         return []
-    return record.get("run_ids", []) if record.get("identity") == identity else []
+    trusted = identities is None or record.get("identity") in identities
+    return record.get("run_ids", []) if trusted else []
 
 
 def part_names(out_dir: Location, table: str) -> list[str]:
@@ -387,12 +464,13 @@ def verify(out_dir: Location, identity: str, quarantine_process: int | None = No
     """Every trusted run of the directory. Parts that fail verification are moved to
     ``_damaged/``: those of process ``quarantine_process`` (each process tidies only its own
     parts, as others may be writing theirs), or all with ``quarantine_all`` (when no process
-    writes). Curves and features parts without a runs part are left-overs of a kill: they are
+    writes). Parts of the other tables without a runs part are left-overs of a kill: they are
     set aside the same way."""
     verified = Verified()
+    identities = trusted_identities(out_dir, identity)
     runs_parts = part_names(out_dir, "runs")
     for name in runs_parts:
-        run_ids, problem = _part_problem(out_dir, name, identity)
+        run_ids, problem = _part_problem(out_dir, name, identities)
         if problem is None and not set(run_ids) & set(verified.run_ids):
             verified.parts.append(name)
             verified.run_ids.update((run_id, name) for run_id in run_ids)
@@ -400,7 +478,7 @@ def verify(out_dir: Location, identity: str, quarantine_process: int | None = No
         verified.damaged.append(name)
         if quarantine_all or _process_of(name) == quarantine_process:
             _set_aside(out_dir, name, problem or "repeats runs of another part")
-    orphans = {name for table in ("curves", "features") for name in part_names(out_dir, table)
+    orphans = {name for table in TABLES[1:] for name in part_names(out_dir, table)
                if name not in runs_parts}
     for name in sorted(orphans):
         if quarantine_all or _process_of(name) == quarantine_process:
@@ -443,3 +521,31 @@ def read_metadata(where: storage.Where) -> dict[str, object]:
 
 def has_table(out_dir: storage.Where, table: str) -> bool:
     return bool(part_names(Location(out_dir), table))
+
+
+def read_run_rows(out_dir: Location, table: str, part: str, run_id: str) -> pa.Table:
+    """One run's rows of one part, reading only the row groups that can hold them (for the
+    weights table, the run's own; from a bucket, by ranged reads)."""
+    fs, path = storage.pyarrow_filesystem(part_path(out_dir, table, part))
+    return pq.read_table(path, filesystem=fs, filters=[("run_id", "==", run_id)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The live view: each writing process replaces its file with the curves of its runs in flight.
+
+
+def live_path(out_dir: Location, process: int) -> Location:
+    return out_dir / LIVE_DIR / f"curves-{process}.parquet"
+
+
+def read_live(out_dir: Location) -> pd.DataFrame | None:
+    """The live curves of every process still writing (a killed process's file is ignored);
+    None when there are none."""
+    frames = []
+    for lease in live_leases(out_dir):
+        try:
+            payload = storage.read_bytes(live_path(out_dir, int(lease.get("process", -1))))
+        except FileNotFoundError:  # no run of that process has reached the host yet
+            continue
+        frames.append(pq.read_table(io.BytesIO(payload)).to_pandas())
+    return pd.concat(frames, ignore_index=True) if frames else None

@@ -20,6 +20,7 @@ from grokjax.config import RunConfig
 from grokjax.errors import SpecError
 from grokjax.search import train_fraction
 from grokjax.spec import SweepSpec
+from grokjax.stop import StopRule
 from grokjax.train import Static
 
 BYTES_PER_FLOAT = 4
@@ -69,11 +70,11 @@ class Bucket:
 RENAMED = {"group": "order", "K": "width"}  # static fields Static names by what they mean there
 
 
-def static_of(run: RunConfig, group: groups.Group, spec: SweepSpec) -> Static:
+def static_of(run: RunConfig, group: groups.Group, stop: StopRule | None) -> Static:
     """The bucket key: every static field of ``config.FIELDS``, and the sweep's stop rule."""
     return Static(
         order=group.order, width=run.K, ridge=run.ridge_lambda is not None,
-        fourier=run.diagnostics and group.spec.isdigit(), stop=spec.stop,
+        fourier=run.diagnostics and group.spec.isdigit(), stop=stop,
         **{name: getattr(run, name) for name in config.STATIC_FIELDS if name not in RENAMED},
     )
 
@@ -92,7 +93,7 @@ def plan_runs(spec: SweepSpec, runs: list[PlannedRun] | None = None) -> list[Buc
     buckets: dict[tuple, list[PlannedRun]] = {}
     for run in runs:
         group = groups.parse_group(run.config.group)
-        buckets.setdefault((static_of(run.config, group, spec), group.spec), []).append(run)
+        buckets.setdefault((static_of(run.config, group, spec.stop), group.spec), []).append(run)
     padding = _search_padding(spec) if spec.search else {}
     return [Bucket(static, groups.parse_group(spec_text), tuple(members),
                    padding.get(spec_text, 0))

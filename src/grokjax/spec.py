@@ -203,7 +203,7 @@ def _field_problems(fixed: dict, grids: list[dict], where: str) -> tuple[list[st
     problems = _unknown_keys(fixed, FIELDS, f"{where}fixed")
     for key, value in fixed.items():
         if key in FIELDS:
-            if isinstance(value, list | dict):
+            if _is_axis(key, value):
                 problems.append(f"{where}fixed.{key} must be a single value (lists and ranges "
                                 f"belong in grid), got {value!r}")
             else:
@@ -252,9 +252,17 @@ def _apply(fixed: dict, grids: list[dict], new_fixed: dict, new_grid) -> list[di
     return grids
 
 
+def _is_axis(key: str, value: Any) -> bool:
+    """Whether a field's value is several values (a list or a range): for a field whose value
+    is a list (e.g. keep_weights_at), a list of lists."""
+    if isinstance(value, list) and key in FIELDS and FIELDS[key].type is tuple:
+        return any(isinstance(item, list) for item in value)
+    return isinstance(value, list | dict)
+
+
 def _split_override(table: dict) -> tuple[dict, dict]:
     """An override table as (fixed part, grid part): lists and ranges are grid axes."""
-    fixed = {k: v for k, v in table.items() if not isinstance(v, list | dict)}
+    fixed = {k: v for k, v in table.items() if not _is_axis(k, v)}
     return fixed, {k: v for k, v in table.items() if k not in fixed}
 
 
@@ -420,9 +428,11 @@ def cli_override(text: str, grid: bool) -> tuple[str, Any]:
     if key not in FIELDS:
         raise SpecError([f"{flag}: unknown field {key!r}{_suggest(key, FIELDS)}"], flag)
     if not grid:
+        if FIELDS[key].type is tuple and not value.startswith("["):  # steps: a,b,c
+            return key, [_cli_scalar(key, item.strip()) for item in value.split(",")]
         parsed = _cli_scalar(key, value)
-        if isinstance(parsed, list | dict) or (isinstance(parsed, str) and "," in value
-                                               and FIELDS[key].type is not str):
+        if _is_axis(key, parsed) or (isinstance(parsed, str) and "," in value
+                                     and FIELDS[key].type is not str):
             raise SpecError([f"--set {key} takes one value; use --grid for several"], flag)
         return key, parsed
     match = _CLI_RANGE.match(value)

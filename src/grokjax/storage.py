@@ -19,6 +19,7 @@ import posixpath
 import re
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -236,15 +237,19 @@ def remove(where: Where, *, recursive: bool = False) -> None:
             fs.rm(path, recursive=recursive)
 
 
-def move(source: Where, destination: Where) -> None:
-    """Rename a file (on an object store: copy, then delete the source)."""
+def move(source: Where, destination: Where, *, recursive: bool = False) -> None:
+    """Rename a file, or with ``recursive`` a directory too (on an object store: copy every
+    object, then delete the source)."""
     source, destination = Location(source), Location(destination)
     if source.is_local:
         os.makedirs(os.path.dirname(destination.path) or ".", exist_ok=True)
         os.replace(source.path, destination.path)
         return
+    # A copy (within the store) then a delete is what fs.mv does; gcsfs's own mv hangs against
+    # the Cloud Storage emulator the tests use.
     fs, path = fsspec_filesystem(source)
-    fs.mv(path, fsspec_filesystem(destination)[1])
+    fs.copy(path, fsspec_filesystem(destination)[1], recursive=recursive)
+    fs.rm(path, recursive=recursive)
 
 
 def makedirs(where: Where) -> None:
@@ -284,7 +289,9 @@ def pyarrow_filesystem(where: Where) -> tuple[pa.fs.FileSystem, str]:
 def read_parquet_dir(where: Where) -> pd.DataFrame:
     """Every ``*.parquet`` directly under a directory as one DataFrame, with the dtypes that
     ``pandas.read_parquet`` gives; names starting with '_' or '.' are skipped, as pandas does.
-    Raises FileNotFoundError when there is no part."""
+    Parts with other columns (a sweep that grew a grid with diagnostics) keep them all, null
+    where absent, where ``pandas.read_parquet`` keeps only the first part's columns. Raises
+    FileNotFoundError when there is no part."""
     location = Location(where)
     names = [name for name in listdir(location)
              if name.endswith(".parquet") and not name.startswith(("_", "."))]
@@ -292,4 +299,9 @@ def read_parquet_dir(where: Where) -> pd.DataFrame:
         raise FileNotFoundError(f"no Parquet part files in {location}")
     fs, path = pyarrow_filesystem(location)
     join = os.path.join if location.is_local else posixpath.join
-    return pq.read_table([join(path, name) for name in names], filesystem=fs).to_pandas()
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:  # a bucket's latency
+        parts = list(pool.map(lambda name: pq.read_table(join(path, name), filesystem=fs),
+                              names))
+    if all(part.schema.equals(parts[0].schema) for part in parts):
+        return pa.concat_tables(parts).to_pandas()
+    return pd.concat([part.to_pandas() for part in parts], ignore_index=True)

@@ -29,18 +29,21 @@ from grokjax.coordination import (
     write_manifest,
 )
 from grokjax.engine import FinishedRun
+from grokjax.errors import SpecError
 from grokjax.plan import Bucket
 from grokjax.progress import Progress
 from grokjax.rounds import Round
-from grokjax.spec import SweepSpec
+from grokjax.spec import SweepSpec, parse
 from grokjax.storage import Location
 from grokjax.tables import Schema
 
 FLUSH_SECONDS = 2.0  # finished runs wait at most this long before their part is written
+LIVE_SECONDS = 2.0  # the live view of the runs in flight is rewritten at most this often
 
 
 class Writer:
-    """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late."""
+    """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late; keeps the
+    live view of the runs in flight and the process status current."""
 
     def __init__(self, out_dir: Location, identity: str, spec: SweepSpec, schema: Schema,
                  metadata: dict, report: SweepReport, progress: Progress):
@@ -48,13 +51,35 @@ class Writer:
         self.metadata, self.report, self.progress = metadata, report, progress
         self.pending: list[FinishedRun] = []
         self.bucket: Bucket | None = None
-        self.flushed = -math.inf  # the first finished runs are written at once
+        self.flushed = self.live_written = -math.inf  # the first are written at once
+        self.live_path = outdir.live_path(out_dir, report.process)
+
+    def status(self, state: str = "running", error: str | None = None) -> None:
+        outdir.write_json(self.out_dir, self.out_dir / outdir.PROCESS_FILE.format(
+            self.report.process), self.report.stats(state, error))
 
     def add(self, bucket: Bucket, finished: list[FinishedRun]) -> None:
         self.bucket = bucket
         self.pending += finished
         if time.monotonic() - self.flushed >= FLUSH_SECONDS:
             self.flush()
+
+    def segment(self, bucket: Bucket, slots: engine.Slots) -> None:
+        """At a segment boundary, at most every LIVE_SECONDS: the curves so far of the runs in
+        flight (and of finished ones not yet in a part) replace the live view, atomically."""
+        self.report.runs_in_flight = sum(run is not None for run in slots.runs)
+        if time.monotonic() - self.live_written < LIVE_SECONDS:
+            return
+        self.live_written = time.monotonic()
+        in_flight = slots.in_flight() + [(f.run, f.curves) for f in self.pending]
+        if in_flight:
+            frame = tables.live_frame(bucket, in_flight, self.schema)
+            outdir.write_bytes(self.out_dir, self.live_path, outdir.parquet_bytes(frame, {}))
+        self.status()
+
+    def close(self) -> None:
+        """The live view is gone once this process's runs are all in parts."""
+        storage.remove(self.live_path)
 
     def flush(self) -> None:
         self.flushed = time.monotonic()
@@ -74,6 +99,7 @@ class Writer:
         self.report.runs_generalized += generalized
         self.report.run_steps += run_steps
         self.progress.finished(len(finished), generalized, run_steps)
+        self.status()
 
 
 def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh,
@@ -87,6 +113,7 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
     report.runs += share_size
     report.runs_skipped += share_size - todo
     progress.add(todo)
+    writer.status()
     layout = engine.layout_for(mesh.devices.flat[0].platform)
     for bucket, queue in shares:
         if not queue:
@@ -108,7 +135,8 @@ def train_runs(buckets: list[Bucket], done: set[str], processes: int, mesh: Mesh
                       f"{memory / 2**20:,.2f} MiB per device; training")
         engine.train_bucket(bucket, queue, per_device, mesh,
                             lambda finished, bucket=bucket: writer.add(bucket, finished),
-                            programs, compiled, layout)
+                            programs, compiled, layout,
+                            lambda slots, bucket=bucket: writer.segment(bucket, slots))
         writer.flush()
         seconds = time.perf_counter() - start
         report.train_seconds += seconds - sum(compile_seconds)
@@ -142,31 +170,58 @@ def run_sweep(spec: SweepSpec, results_root: storage.Where = "results", *,
     first, buckets = first_plan(spec, budget)
     all_rounds = [first]
     identity = plan.identity(spec, [run for _, run in first])
-    outdir.prepare(out_dir, identity, spec.source_text, spec.scale, overwrite, process)
+    stop = spec.stop.text if spec.stop else None
+    outdir.prepare(out_dir, identity, spec.source_text, spec.scale, overwrite, process, stop,
+                   lambda earlier: check_reusable(out_dir, earlier, stop))
+    if process == 0:
+        outdir.write_planned_runs(out_dir, identity, planned_ids(all_rounds))
     report = SweepReport(out_dir, process, len(devices))
-    status_path = out_dir / outdir.PROCESS_FILE.format(process)
     metadata = tables.provenance(spec.source_text, spec.scale)
     bar = Progress(spec.output_name, progress and process == 0)
+    writer = Writer(out_dir, identity, spec, tables.schema_of(buckets), metadata, report, bar)
     with outdir.Lease(out_dir, process):
-        outdir.write_json(out_dir, status_path, report.stats("running"))
+        writer.status()
         try:
-            writer = Writer(out_dir, identity, spec, tables.schema_of(buckets), metadata, report,
-                            bar)
             _train_rounds(spec, all_rounds, buckets, writer, devices, processes, budget)
         except BaseException as err:
-            state = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            outdir.write_json(out_dir, status_path, report.stats(state, repr(err)))
+            writer.status("interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+                          repr(err))
             raise
         finally:
             bar.close()
-        outdir.write_json(out_dir, status_path, report.stats("done"))
+            writer.close()
+        report.runs_in_flight = 0
+        writer.status("done")
     if process == 0:
-        planned = {run.run_id for round_runs in all_rounds for _, run in round_runs}
+        planned = planned_ids(all_rounds)
         statuses = wait_for_runs(out_dir, identity, planned, processes,
                                  max(MIN_STALL_SECONDS, 3 * report.slowest_bucket_seconds),
                                  final=True)
-        write_manifest(out_dir, identity, metadata, budget, statuses)
+        write_manifest(out_dir, identity, metadata, budget, statuses, planned)
     return report
+
+
+def planned_ids(all_rounds: list[Round]) -> set[str]:
+    return {run.run_id for round_runs in all_rounds for _, run in round_runs}
+
+
+def check_reusable(out_dir: Location, earlier: dict, stop: str | None) -> None:
+    """A changed sweep reuses the directory's runs by id, which is right only if they ended by
+    the same stop rule (``earlier`` is the directory's plan); refused otherwise, before
+    anything is written."""
+    if "stop" in earlier:
+        earlier_stop = earlier["stop"]
+    else:  # a directory of older grokjax: its sweep file says
+        text = storage.read_text(out_dir / outdir.SWEEP_FILE)
+        recorded = parse(text, earlier.get("scale", "default"), str(out_dir / outdir.SWEEP_FILE))
+        earlier_stop = recorded.stop.text if recorded.stop else None
+    if earlier_stop != stop:
+        raise SpecError([
+            f"{out_dir} holds runs that ended by the stop rule {earlier_stop or 'none'!r}, this "
+            f"sweep's is {stop or 'none'!r}: a run of the same id would differ, so they cannot "
+            "be reused. Pass --overwrite (overwrite=True in Python) to set the earlier results "
+            f"aside in {outdir.REPLACED_DIR}/ and train afresh, or write elsewhere: --out DIR "
+            "(in Python, results= another root)"], "results")
 
 
 def _train_rounds(spec: SweepSpec, all_rounds: list[Round], buckets: list[Bucket],
@@ -190,5 +245,7 @@ def _train_rounds(spec: SweepSpec, all_rounds: list[Round], buckets: list[Bucket
         if not new:
             return
         all_rounds.append(new)
+        if report.process == 0:
+            outdir.write_planned_runs(out_dir, identity, planned_ids(all_rounds))
         writer.progress.note(f"round {len(all_rounds)}: {len(new)} runs")
         buckets = plan.plan_runs(spec, [run for _, run in new])

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from grokjax import config, engine
+from grokjax import config, engine, plan, rounds, weights
 from grokjax.engine import FinishedRun
 from grokjax.groups import Group
 from grokjax.outdir import Part
@@ -29,10 +29,12 @@ from grokjax.schema import (
     FEATURES_EMERGED_ENERGY,
     GENERALIZED_TEST_ACC,
     METRICS,
+    RUN_CONFIG_DTYPES,
     RUNS_DTYPES,
     SCHEMA_VERSION,
     TEST_ACC_THRESHOLDS,
 )
+from grokjax.spec import SweepSpec
 from grokjax.train import make_train, over_runs
 
 
@@ -62,26 +64,53 @@ def schema_of(buckets: list[Bucket]) -> Schema:
 
 def config_columns(runs: list[PlannedRun], group: Group) -> pd.DataFrame:
     """The config columns of the runs table (``config.COLUMNS``) of runs of ``group``, and each
-    run's round."""
+    run's round, with the runs table's dtypes."""
     return pd.DataFrame([
         {"run_id": run.run_id, "round": run.round, **config.column_values(
             run.config, config.Resolved(group, run.test_size, run.n_train, run.n_test))}
-        for run in runs])
+        for run in runs]).astype({"run_id": "string", "round": "int64"} | RUN_CONFIG_DTYPES)
+
+
+def planned_config(spec: SweepSpec) -> pd.DataFrame:
+    """The config columns of every run a sweep plans first (a search's first round)."""
+    buckets = plan.plan_runs(spec, [run for _, run in rounds.first_round(spec)])
+    return pd.concat([config_columns(list(bucket.runs), bucket.group) for bucket in buckets],
+                     ignore_index=True)
+
+
+def curve_arrays(planned: list[PlannedRun], curves: list[dict[str, np.ndarray]]
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-run curves (each metric (points,), with "step") as (runs, longest) arrays: the
+    evaluated steps (-1 past a run's end) and each metric as float64, NaN past a run's end,
+    accuracies as exact fractions."""
+    steps = np.asarray(padded([c["step"] for c in curves]))
+    steps = np.where(np.isnan(steps), -1, steps).astype(np.int64)
+    values = {metric: padded([c[metric].astype(np.float64) for c in curves])
+              for metric in curves[0] if metric != "step"}
+    for split_name, n in (("train", "n_train"), ("test", "n_test")):
+        sizes = np.asarray([getattr(run, n) for run in planned])[:, None]
+        values[f"{split_name}_acc"] = exact_accuracy(values[f"{split_name}_acc"], sizes)
+    return steps, values
+
+
+def live_frame(bucket: Bucket, in_flight: list[tuple[PlannedRun, dict[str, np.ndarray]]],
+               schema: Schema) -> pd.DataFrame:
+    """The curves so far of runs in flight, each row with its run's config: the live view."""
+    planned = [run for run, _ in in_flight]
+    steps, curves = curve_arrays(planned, [c for _, c in in_flight])
+    frame = curves_frame([run.run_id for run in planned], curves, steps,
+                         list(schema.curve_columns))
+    return frame.merge(config_columns(planned, bucket.group), on="run_id", how="left")
 
 
 def part_tables(bucket: Bucket, finished: list[FinishedRun], sweep_name: str, schema: Schema,
                 name: str) -> Part:
-    """The runs, curves and (with diagnostics) features of a batch of finished runs."""
+    """The runs, curves, (with diagnostics) features and (with keep_weights) weights of a batch
+    of finished runs."""
     planned = [f.run for f in finished]
     run_ids = [run.run_id for run in planned]
-    steps = np.asarray(padded([f.curves["step"] for f in finished]))
-    steps = np.where(np.isnan(steps), -1, steps).astype(np.int64)
+    steps, curves = curve_arrays(planned, [f.curves for f in finished])
     last = (steps >= 0).sum(axis=1) - 1
-    curves = {metric: padded([f.curves[metric].astype(np.float64) for f in finished])
-              for metric in finished[0].curves if metric != "step"}
-    for split_name, n in (("train", "n_train"), ("test", "n_test")):
-        sizes = np.asarray([getattr(run, n) for run in planned])[:, None]
-        curves[f"{split_name}_acc"] = exact_accuracy(curves[f"{split_name}_acc"], sizes)
     features = None
     if finished[0].features is not None:
         features = {k: np.stack([f.features[k] for f in finished]) for k in finished[0].features}
@@ -97,8 +126,12 @@ def part_tables(bucket: Bucket, finished: list[FinishedRun], sweep_name: str, sc
     feature_rows = None
     if schema.feature_dtypes is not None and features is not None:
         feature_rows = features_frame(run_ids, features, schema.feature_dtypes)
+    weights_rows = None
+    if bucket.static.keep_weights != "none":
+        weights_rows = [weights.encode(f.run.run_id, f.weights, bucket.static.keep_weights)
+                        for f in finished]
     return Part(name, runs, curves_frame(run_ids, curves, steps, list(schema.curve_columns)),
-                feature_rows)
+                feature_rows, weights_rows)
 
 
 def exact_accuracy(acc: np.ndarray, n: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ def _toml_value(value: Any) -> str:
                                                          ("inf" if value > 0 else "-inf"))
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid in TOML
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(map(_toml_value, value)) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"

@@ -21,6 +21,7 @@ no longer changes; the other runs of a batch are unaffected.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -56,11 +57,23 @@ class Static:
     diagnostics: bool = False  # Li2 diagnostics at every evaluation, features at the end
     fourier: bool = False  # the group is Z_M, so hidden nodes have a Fourier spectrum
     precision: str = "highest"  # of the model's matmuls (model.PRECISIONS); diagnostics: highest
+    keep_weights: str = "none"  # the dtype the host stores kept parameters in (weights.py)
+    keep_weights_every: int = 0  # also keep them every this-many-th evaluation
+    keep_weights_at: tuple[int, ...] = ()  # ... and at these steps
     stop: StopRule | None = None  # end a run early once its answer is decided
 
     @property
     def num_evals(self) -> int:
         return self.steps // self.eval_every
+
+    @property
+    def snapshot_evals(self) -> tuple[int, ...]:
+        """The evaluations (indices 0..num_evals) whose parameters a run keeps besides its
+        last ones, which the host reads from the state of a finished run."""
+        every = (range(0, self.num_evals + 1, self.keep_weights_every)
+                 if self.keep_weights_every else ())
+        at = (step // self.eval_every for step in self.keep_weights_at)
+        return tuple(sorted({*every, *at}))
 
 
 # Per-run float32 scalars (leading run axis when batched): config's ``hparam`` fields, so a new
@@ -110,16 +123,25 @@ class State(NamedTuple):
 Metrics = dict[str, jax.Array]
 
 
+class Snapshots(NamedTuple):
+    """The parameters of a segment's evaluations in ``Static.snapshot_evals``, in order."""
+
+    step: jax.Array  # (S,) int32, the evaluated step of each, -1 for an unused entry
+    params: model.Params  # each (S, ...)
+
+
 class Outputs(NamedTuple):
     metrics: Metrics  # each (num_evals + 1,): steps 0, eval_every, ..., steps; "step" is -1
     state: State  # at the evaluations after a run is done (stopped or diverged early)
+    snapshots: Snapshots | None = None  # with Static.snapshot_evals
 
 
 class TrainFunctions(NamedTuple):
     init: Any  # (hparams, key) -> State
     init_from_params: Any  # (params, hparams) -> State
-    # (state, hparams, split, key, fresh, task, num_evals) -> (State, Metrics of (num_evals,)),
-    # the metrics with a "step" entry: the evaluated step, or -1 where the slot was idle
+    # (state, hparams, split, key, fresh, task, num_evals) -> (State, Metrics of (num_evals,),
+    # Snapshots or None), the metrics with a "step" entry: the evaluated step, or -1 where the
+    # slot was idle
     segment: Any
     evaluate: Any  # (state, hparams, split, task) -> Metrics
     step: Any  # (state, hparams, split, task) -> State, one optimizer step
@@ -294,27 +316,55 @@ def make_train(static: Static, onehot: bool = False) -> TrainFunctions:
                                stopped_step=jnp.where(stopped, state.step, -1))
         return state, metrics | {"step": state.step}
 
+    def snapshot_buffer(params: model.Params, num_evals: int) -> Snapshots | None:
+        """Room for the most kept evaluations one segment can hold: a run starts at a segment
+        boundary, so its evaluation i falls in segment i // num_evals."""
+        per_segment = Counter(i // num_evals for i in static.snapshot_evals)
+        size = max(per_segment.values(), default=0)
+        if not size:
+            return None
+        return Snapshots(jnp.full(size, -1, jnp.int32),
+                         jax.tree.map(lambda p: jnp.zeros((size, *p.shape), p.dtype), params))
+
+    def keep(snapshots: Snapshots, state: State) -> Snapshots:
+        """Record the parameters just evaluated if their evaluation is kept (not a diverged
+        run's: its parameters are frozen at the last finite ones)."""
+        kept = jnp.zeros(static.num_evals + 1, bool).at[jnp.array(static.snapshot_evals)].set(True)
+        take = kept[state.step // static.eval_every] & (state.diverged_step < 0)
+        index = jnp.sum(snapshots.step >= 0)
+
+        def write(snapshots: Snapshots) -> Snapshots:
+            return Snapshots(snapshots.step.at[index].set(state.step), jax.tree.map(
+                lambda buffer, p: buffer.at[index].set(p), snapshots.params, state.params))
+
+        return jax.lax.cond(take, write, lambda s: s, snapshots)
+
     def segment(state, hparams, split, key, fresh, task, num_evals: int):
         state = jax.lax.cond(fresh, lambda s: init(hparams, key), lambda s: s, state)
 
-        def live(state):
+        def live(carry):
+            state, snapshots = carry
             state, metrics = evaluate_and_decide(state, hparams, split, task)
+            if snapshots is not None:
+                snapshots = keep(snapshots, state)
             if static.diagnostics:
                 state = state._replace(previous_params=state.params)
             state = jax.lax.cond(state.done, lambda s: s, lambda s: jax.lax.fori_loop(
                 0, static.eval_every, lambda _, s: step(s, hparams, split, task), s), state)
-            return state, metrics
+            return (state, snapshots), metrics
 
-        def idle(state):
-            shapes = jax.eval_shape(live, state)[1]
-            return state, jax.tree.map(lambda m: jnp.full(m.shape, _missing(m.dtype)), shapes)
+        def idle(carry):
+            shapes = jax.eval_shape(live, carry)[1]
+            return carry, jax.tree.map(lambda m: jnp.full(m.shape, _missing(m.dtype)), shapes)
 
-        return jax.lax.scan(lambda s, _: jax.lax.cond(s.done, idle, live, s), state, None,
-                            length=num_evals)
+        (state, snapshots), metrics = jax.lax.scan(
+            lambda carry, _: jax.lax.cond(carry[0].done, idle, live, carry),
+            (state, snapshot_buffer(state.params, num_evals)), None, length=num_evals)
+        return state, metrics, snapshots
 
     def train(hparams: HParams, split: Split, key: jax.Array, task: Task) -> Outputs:
-        state, metrics = segment(init(hparams, key), hparams, split, key, jnp.bool_(False), task,
-                                 static.num_evals + 1)
-        return Outputs(metrics, state)
+        state, metrics, snapshots = segment(init(hparams, key), hparams, split, key,
+                                            jnp.bool_(False), task, static.num_evals + 1)
+        return Outputs(metrics, state, snapshots)
 
     return TrainFunctions(init, init_from_params, segment, evaluate, step, features, train)
