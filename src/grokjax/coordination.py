@@ -7,10 +7,12 @@ results directory: each reports in its status file and process 0 waits for all o
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import jax
@@ -66,6 +68,23 @@ class SweepReport:
         }
 
 
+@contextlib.contextmanager
+def reporting(out_dir: Location, report: SweepReport) -> Iterator[None]:
+    """The process's status file around its work: running, then done, or failed or interrupted
+    with the error; nothing once this process lost its lease (the file is its successor's)."""
+    path = out_dir / outdir.PROCESS_FILE.format(report.process)
+    outdir.write_json(out_dir, path, report.stats("running"))
+    try:
+        yield
+    except outdir.LeaseLost:
+        raise
+    except BaseException as err:
+        state = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        outdir.write_json(out_dir, path, report.stats(state, repr(err)))
+        raise
+    outdir.write_json(out_dir, path, report.stats("done"))
+
+
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
                            process_id: int | None = None) -> None:
     """Join a multi-process job; call before any other JAX call.
@@ -117,6 +136,11 @@ def wait_for_runs(out_dir: Location, identity: str, run_ids: set[str], processes
                 "the processes do not share this directory, so each host holds its own parts "
                 f"and no {outdir.MANIFEST_FILE} is written. Copy every host's part files into "
                 "one directory to read them as one table")
+        if processes == 1:  # this process trained its share: nothing else will arrive
+            raise SweepIncomplete(
+                f"{len(missing)} of {len(run_ids)} runs are not in a verified part of "
+                f"{out_dir}; {outdir.MANIFEST_FILE} is not written. Run the same command again "
+                "to train them")
         if (len(missing), len(done)) != seen:
             seen, changed = (len(missing), len(done)), now
         elif now - changed > stall_seconds:
@@ -130,14 +154,16 @@ def wait_for_runs(out_dir: Location, identity: str, run_ids: set[str], processes
 
 
 def write_manifest(out_dir: Location, identity: str, metadata: dict, memory_budget: int,
-                   statuses: list[dict]) -> None:
-    """Once every process is done: verify every part (setting aside any that fails), then
-    record the sweep's parts, processes and what its stop rules and search saved."""
+                   statuses: list[dict], planned: set[str]) -> None:
+    """Once every process is done: verify every part (setting aside any that fails or repeats
+    runs of another), then, if every ``planned`` run is in, record the sweep's parts, processes
+    and what its stop rules and search saved."""
     verified = outdir.verify(out_dir, identity, quarantine_all=True)
-    if verified.damaged:
-        raise SweepIncomplete(f"{len(verified.damaged)} part(s) in {out_dir} failed "
-                              "verification and were set aside; run the same command again "
-                              "to train their runs")
+    missing = planned - set(verified.run_ids)
+    if missing:
+        raise SweepIncomplete(f"{len(missing)} run(s) of {out_dir} are not in a verified part "
+                              f"({len(verified.damaged)} damaged part(s) set aside); run the "
+                              "same command again to train them")
     runs = outdir.read_table(out_dir, "runs")
     rates = [s["run_steps_per_second"] for s in statuses if s.get("run_steps_per_second")]
     manifest = {
@@ -154,5 +180,6 @@ def write_manifest(out_dir: Location, identity: str, metadata: dict, memory_budg
         "processes": statuses,
         "parts": verified.parts,
     }
+    outdir.check_fence(out_dir)
     outdir.write_json(out_dir, out_dir / outdir.MANIFEST_FILE, manifest)
     outdir.remove_temporaries(out_dir)

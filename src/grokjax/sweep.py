@@ -13,7 +13,6 @@ holds a lease on its share.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 
@@ -25,6 +24,7 @@ from grokjax import engine, outdir, plan, rounds, storage, tables
 from grokjax.coordination import (
     MIN_STALL_SECONDS,
     SweepReport,
+    reporting,
     wait_for_runs,
     write_manifest,
 )
@@ -40,12 +40,20 @@ FLUSH_SECONDS = 2.0  # finished runs wait at most this long before their part is
 
 
 class Writer:
-    """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late."""
+    """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late.
+
+    Parts are named after ``writer`` (default: the process index). With a run ``index`` (a
+    chunk task, which another execution of the same chunk may race), runs that another writer
+    has committed meanwhile are dropped: what remains of a race is a duplicate part, which the
+    directory's verification sets aside."""
 
     def __init__(self, out_dir: Location, identity: str, spec: SweepSpec, schema: Schema,
-                 metadata: dict, report: SweepReport, progress: Progress):
+                 metadata: dict, report: SweepReport, progress: Progress,
+                 writer: str | None = None, index: outdir.RunIndex | None = None):
         self.out_dir, self.identity, self.spec, self.schema = out_dir, identity, spec, schema
         self.metadata, self.report, self.progress = metadata, report, progress
+        self.writer = str(report.process) if writer is None else writer
+        self.index = index
         self.pending: list[FinishedRun] = []
         self.bucket: Bucket | None = None
         self.flushed = -math.inf  # the first finished runs are written at once
@@ -61,11 +69,12 @@ class Writer:
         if not self.pending:
             return
         finished, self.pending = self.pending, []
-        run_ids = sorted(f.run.run_id for f in finished)
-        digest = hashlib.sha1(" ".join(run_ids).encode()).hexdigest()[:12]
-        name = f"{self.bucket.id}-{self.report.process}-{digest}"
+        if self.index is not None:
+            finished = [f for f in finished if f.run.run_id not in self.index.scan()]
+        if not finished:
+            return
         part = tables.part_tables(self.bucket, finished, self.spec.output_name, self.schema,
-                                  name)
+                                  f"{self.bucket.id}-{self.writer}")
         outdir.write_part(self.out_dir, part, self.identity, self.metadata)
         generalized = int(part.runs["generalized"].sum())
         run_steps = int(part.runs["steps_trained"].sum())
@@ -149,28 +158,22 @@ def run_sweep(spec: SweepSpec, results_root: storage.Where = "results", *,
     identity = plan.identity(spec, [run for _, run in first])
     outdir.prepare(out_dir, identity, spec.source_text, spec.scale, overwrite, process)
     report = SweepReport(out_dir, process, len(devices))
-    status_path = out_dir / outdir.PROCESS_FILE.format(process)
     metadata = tables.provenance(spec.source_text, spec.scale)
     bar = Progress(spec.output_name, progress and process == 0)
     with outdir.Lease(out_dir, process):
-        outdir.write_json(out_dir, status_path, report.stats("running"))
         try:
-            writer = Writer(out_dir, identity, spec, tables.schema_of(buckets), metadata, report,
-                            bar)
-            _train_rounds(spec, all_rounds, buckets, writer, devices, processes, budget)
-        except BaseException as err:
-            state = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            outdir.write_json(out_dir, status_path, report.stats(state, repr(err)))
-            raise
+            with reporting(out_dir, report):
+                writer = Writer(out_dir, identity, spec, tables.schema_of(buckets), metadata,
+                                report, bar)
+                _train_rounds(spec, all_rounds, buckets, writer, devices, processes, budget)
         finally:
             bar.close()
-        outdir.write_json(out_dir, status_path, report.stats("done"))
-    if process == 0:
-        planned = {run.run_id for round_runs in all_rounds for _, run in round_runs}
-        statuses = wait_for_runs(out_dir, identity, planned, processes,
-                                 max(MIN_STALL_SECONDS, 3 * report.slowest_bucket_seconds),
-                                 final=True)
-        write_manifest(out_dir, identity, metadata, budget, statuses)
+        if process == 0:
+            planned = {run.run_id for round_runs in all_rounds for _, run in round_runs}
+            statuses = wait_for_runs(out_dir, identity, planned, processes,
+                                     max(MIN_STALL_SECONDS, 3 * report.slowest_bucket_seconds),
+                                     final=True)
+            write_manifest(out_dir, identity, metadata, budget, statuses, planned)
     return report
 
 
