@@ -13,7 +13,7 @@ import sys
 import pandas as pd
 
 from grokjax import __version__, api, config, engine, errors, plan, spec, sweep
-from grokjax.coordination import initialize_distributed
+from grokjax.coordination import initialize_distributed, leave_distributed
 from grokjax.schema import GENERALIZED_TEST_ACC
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -31,6 +31,12 @@ def parse_bytes(text: str) -> int:
     if size < 1:
         raise argparse.ArgumentTypeError(f"not a usable size: {text!r} (use e.g. 512MB, 2GiB)")
     return size
+
+
+def positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
 
 
 def print_summary(res: api.Results) -> None:
@@ -68,7 +74,8 @@ def load_spec(args) -> spec.SweepSpec:
 def cmd_sweep(args) -> int:
     sweep_spec = load_spec(args)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
-        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                               args.heartbeat_timeout, args.startup_timeout)
     import jax
 
     process = jax.process_index()
@@ -86,6 +93,7 @@ def cmd_sweep(args) -> int:
           f"{report.run_steps_per_second:,.0f} run-steps/s")
     if process == 0:
         print_summary(api.load(report.out_dir))
+    leave_distributed()
     return 0
 
 
@@ -197,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--num-processes", type=int,
                        default=os.environ.get("GROKJAX_NUM_PROCESSES"))
     hosts.add_argument("--process-id", type=int, default=os.environ.get("GROKJAX_PROCESS_ID"))
+    hosts.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
+                       default=os.environ.get("GROKJAX_HEARTBEAT_TIMEOUT"),
+                       help="declare a process lost after this long without a heartbeat "
+                            "(default: JAX's, 100)")
+    hosts.add_argument("--startup-timeout", type=positive_int, metavar="SECONDS",
+                       default=os.environ.get("GROKJAX_STARTUP_TIMEOUT"),
+                       help="give up when not every process has started within this long "
+                            "(default: JAX's, 300)")
     run.set_defaults(func=cmd_sweep)
     with_file("plan", "validate a sweep file and show its buckets and chunks; trains "
                       "nothing").set_defaults(func=cmd_plan)
