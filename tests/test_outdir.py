@@ -343,6 +343,22 @@ def test_a_malformed_lease_proves_nothing(finished, reference, capsys, pid, age,
         assert outdir._epochs(out, "process-0")[-1] == epoch + 1
 
 
+def test_a_requeued_slurm_job_takes_over_its_leases_on_new_hosts(finished, reference,
+                                                                  monkeypatch, capsys):
+    """Slurm ends a job's processes before it requeues the job (same id, the restart count one
+    higher), on any hosts: their leases are provably gone, however recent their heartbeat."""
+    out, command = finished
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    epoch = _lease(out, 123, host="a-host-of-the-first-run", slurm_job="4242", slurm_restart=1)
+    assert cli.main(command) == 2  # the same incarnation: it may still be running
+    assert "being written by another grokjax process" in capsys.readouterr().err
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    assert cli.main(command) == 0
+    assert_repaired(out, reference, capsys.readouterr().err)
+    assert outdir._epochs(out, "process-0")[-1] == epoch + 1
+
+
 def test_racing_claimants_get_one_lease(finished, monkeypatch):
     """Another process creates the next epoch between this one's look and its claim: the
     create-only write fails, where a check-then-write let both believe they had won."""
