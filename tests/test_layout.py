@@ -27,9 +27,10 @@ FLOORS = [
     ["analysis.collapse", "analysis.irrep", "analysis.report"],
     ["analysis"],
     ["engine"],
-    ["rounds", "coordination"],
+    ["rounds", "coordination", "chunks"],
     ["tables"],
     ["sweep", "export"],
+    ["ray_sweep"],
     ["api"],
     ["grokjax"],  # the package itself: grokjax.run, load, Results, __version__
     ["cli"],

@@ -12,7 +12,7 @@ import sys
 
 import pandas as pd
 
-from grokjax import __version__, api, config, engine, errors, plan, spec, sweep
+from grokjax import __version__, api, config, engine, errors, plan, ray_sweep, spec, sweep
 from grokjax.coordination import initialize_distributed, leave_distributed
 from grokjax.schema import GENERALIZED_TEST_ACC
 
@@ -73,7 +73,15 @@ def load_spec(args) -> spec.SweepSpec:
 
 def cmd_sweep(args) -> int:
     sweep_spec = load_spec(args)
-    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+    distributed = (args.distributed or args.coordinator or args.num_processes
+                   or args.process_id is not None)
+    if args.ray is not None:
+        if distributed:
+            raise errors.SpecError(["--ray and --distributed (or --coordinator, --num-processes, "
+                                    "--process-id, GROKJAX_DISTRIBUTED) exclude each other: Ray "
+                                    "schedules the workers itself"], "command line")
+        return cmd_sweep_on_ray(args, sweep_spec)
+    if distributed:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                args.heartbeat_timeout, args.startup_timeout)
     import jax
@@ -94,6 +102,19 @@ def cmd_sweep(args) -> int:
     if process == 0:
         print_summary(api.load(report.out_dir))
     leave_distributed()
+    return 0
+
+
+def cmd_sweep_on_ray(args, sweep_spec: spec.SweepSpec) -> int:
+    report = ray_sweep.run_on_ray(
+        sweep_spec, args.results, address=args.ray or None, out_dir=args.out,
+        overwrite=args.overwrite, memory_budget=args.memory_budget,
+        progress=not args.no_progress, chunk_runs=args.chunk_runs,
+        chunk_minutes=args.chunk_minutes, compile_cache=args.compile_cache)
+    print(f"runs trained {report.runs_trained} on {report.devices} Ray worker(s), skipped "
+          f"(already done) {report.runs_skipped}; rounds {report.rounds}; "
+          f"{report.run_steps_per_second:,.0f} run-steps/s")
+    print_summary(api.load(report.out_dir))
     return 0
 
 
@@ -213,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
                        default=os.environ.get("GROKJAX_STARTUP_TIMEOUT"),
                        help="give up when not every process has started within this long "
                             "(default: JAX's, 300)")
+    cluster = run.add_argument_group(
+        "a Ray cluster", "workers on every node of a Ray cluster take chunks of the plan; "
+        "nodes may join, leave or fail while it runs (pip install 'grokjax[ray]')")
+    cluster.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                         help="train on the Ray cluster whose head is at ADDRESS (host:port); "
+                              "without one, on a Ray started on this machine")
+    cluster.add_argument("--chunk-runs", type=positive_int, default=None, metavar="N",
+                         help="runs per chunk (default: as many as take --chunk-minutes)")
+    cluster.add_argument("--chunk-minutes", type=float, default=ray_sweep.CHUNK_MINUTES,
+                         metavar="M", help="the time one chunk takes on a worker, estimated "
+                                           "(default: %(default)s)")
+    cluster.add_argument("--compile-cache", default=ray_sweep.DEFAULT_COMPILE_CACHE,
+                         metavar="DIR|URL",
+                         help="JAX's persistent compilation cache, on each worker's host or "
+                              "shared by all: an NFS path, or gs:// or s3:// with etils[epath] "
+                              "(default: %(default)s)")
     run.set_defaults(func=cmd_sweep)
     with_file("plan", "validate a sweep file and show its buckets and chunks; trains "
                       "nothing").set_defaults(func=cmd_plan)
