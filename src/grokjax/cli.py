@@ -6,8 +6,11 @@ Exit codes: 0 success, 2 a bad sweep file or argument (nothing is written), 1 an
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import re
+import signal
+import subprocess
 import sys
 
 import pandas as pd
@@ -16,6 +19,9 @@ from grokjax import __version__, api, config, engine, errors, plan, ray_sweep, s
 from grokjax.coordination import initialize_distributed, leave_distributed
 from grokjax.schema import GENERALIZED_TEST_ACC
 
+SUPERVISED = "GROKJAX_SUPERVISED"  # set in the child that a --distributed sweep runs in
+# JAX's abort of a multi-process job: the coordinator lost, or a process that never joined.
+JAX_FATAL = re.compile(rb"^F\d{4} .*Terminating process because the JAX distributed service")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -71,17 +77,63 @@ def load_spec(args) -> spec.SweepSpec:
     return sweep_spec
 
 
+def distributed(args) -> bool:
+    return bool(args.distributed or args.coordinator or args.num_processes
+                or args.process_id is not None)
+
+
+def supervise(argv: list[str], processes: int | None) -> int:
+    """Run this ``grokjax sweep --distributed`` in a child process, and turn JAX's abort of it
+    into one line and exit 1: the abort (the coordinator, process 0, lost; a process that never
+    joined) comes from C++, where no Python handler of the child can stop it. Everything else
+    the child writes passes through."""
+    child = subprocess.Popen([sys.executable, "-m", "grokjax.cli", *argv],
+                             env={**os.environ, SUPERVISED: "1"}, stderr=subprocess.PIPE)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the child too
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, lambda signum, frame: child.send_signal(signum))
+    fatal = b""
+    for line in child.stderr:
+        if fatal or JAX_FATAL.match(line):
+            fatal += line
+        else:
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+    code = child.wait()
+    if code >= 0 or not fatal:
+        return code if code >= 0 else 128 - code
+    if b"RegisterTask" in fatal:
+        what = "not every process joined the job within its start-up timeout (--startup-timeout)"
+    elif b"coordination service" in fatal:
+        what = "process 0 (the coordinator) lost"
+    else:
+        what = "the job's coordination service failed"
+    everyone = f"all {processes}" if processes else "all the"
+    status = re.search(rb"absl::Status: ([^.\n]*)", fatal)
+    print(f"error: {what}; rerun {everyone} processes, finished runs are kept (JAX: "
+          f"{status[1].decode(errors='replace') if status else 'aborted'})", file=sys.stderr)
+    return 1
+
+
+def die_with_parent() -> None:
+    """A supervised child ends with its supervisor, even one killed by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() == 1:  # the supervisor was gone before prctl
+        os._exit(1)
+
+
 def cmd_sweep(args) -> int:
     sweep_spec = load_spec(args)
-    distributed = (args.distributed or args.coordinator or args.num_processes
-                   or args.process_id is not None)
     if args.ray is not None:
-        if distributed:
+        if distributed(args):
             raise errors.SpecError(["--ray and --distributed (or --coordinator, --num-processes, "
                                     "--process-id, GROKJAX_DISTRIBUTED) exclude each other: Ray "
                                     "schedules the workers itself"], "command line")
         return cmd_sweep_on_ray(args, sweep_spec)
-    if distributed:
+    if distributed(args):
         initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                args.heartbeat_timeout, args.startup_timeout)
     import jax
@@ -279,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sweep" and distributed(args) and args.ray is None:
+        if os.environ.get(SUPERVISED) != "1":
+            return supervise(sys.argv[1:] if argv is None else argv, args.num_processes)
+        die_with_parent()
     engine.use_every_cpu_core()
     try:
         return args.func(args)
