@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
         "nodes may join, leave or fail while it runs (pip install 'grokjax[ray]')")
     cluster.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                          help="train on the Ray cluster whose head is at ADDRESS (host:port); "
-                              "without one, on a Ray started on this machine")
+                              "without one, on the Ray this machine runs, or one started for the "
+                              "sweep")
     cluster.add_argument("--chunk-runs", type=positive_int, default=None, metavar="N",
                          help="runs per chunk (default: as many as take --chunk-minutes)")
     cluster.add_argument("--chunk-minutes", type=float, default=ray_sweep.CHUNK_MINUTES,

@@ -267,7 +267,9 @@ class Driver:
         if not refs:
             time.sleep(POLL_SECONDS)
             return []
-        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=POLL_SECONDS)
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=POLL_SECONDS)
+        if ready:  # and every other call that has ended by now
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         starting, ended = self.pool.starting(), []
         for ref in ready:
             if ref in starting:
@@ -275,8 +277,7 @@ class Driver:
                 continue
             execution = self.running.pop(ref)
             slot = self.pool.slots.get(execution.slot)
-            record = {"chunk": execution.chunk.id, "runs": len(execution.chunk.run_ids),
-                      "node": slot.node if slot else None, "start": execution.started}
+            record = self._record(execution)
             try:
                 result = self.ray.get(ref)
             except self.ray.exceptions.RayTaskError as err:
@@ -295,6 +296,19 @@ class Driver:
             self._count(result)
             ended.append(execution)
         return ended
+
+    def _record(self, execution: Execution) -> dict:
+        slot = self.pool.slots.get(execution.slot)
+        return {"chunk": execution.chunk.id, "runs": len(execution.chunk.run_ids),
+                "node": slot.node if slot else None, "start": execution.started}
+
+    def stop(self) -> None:
+        """Stop every worker: no copy of a chunk commits after this. The copies still running
+        are recorded as stopped (another copy did their chunk)."""
+        self.executions += [self._record(execution) | {"end": time.time(), "outcome": "stopped"}
+                            for execution in self.running.values()]
+        self.running.clear()
+        self.pool.stop()
 
     def _count(self, result: dict) -> None:
         report = self.report
@@ -328,7 +342,15 @@ def run_on_ray(spec: SweepSpec, results_root: storage.Where = "results", *,
     bar = Progress(spec.output_name, progress)
     if address:
         _check_reachable(address)
-    ray.init(address=address, logging_level=logging.WARNING)
+    if Location(compile_cache).protocol is not None:
+        try:
+            import etils.epath  # noqa: F401  (JAX reads a cache in a bucket through it)
+        except ImportError:
+            raise SpecError([f"a compilation cache at {compile_cache} needs etils[epath] here "
+                             "and on every worker: pip install 'etils[epath]'"], "ray") from None
+    # The workers' output (JAX's and XLA's, libtpu's on a TPU VM) stays in Ray's logs (`ray
+    # logs`): the driver shows progress, and a chunk's error comes back as its exception.
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     pool = Pool(ray, compile_cache)
     driver = Driver(ray, pool, None, bar, report, outdir.RunIndex(out_dir, identity))
     try:
@@ -346,7 +368,7 @@ def run_on_ray(spec: SweepSpec, results_root: storage.Where = "results", *,
                                                  lease.fence.epoch, memory_budget))
                     planned = _train_rounds(spec, first, buckets, driver, chunk_runs,
                                             chunk_minutes)
-                    pool.stop()  # no copy of a chunk commits after this
+                    driver.stop()
             finally:
                 if driver.executions:  # what ran where, for the record
                     outdir.check_fence(out_dir)
