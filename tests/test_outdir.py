@@ -390,7 +390,7 @@ def test_a_writer_taken_over_stops_before_its_next_commit(reference, tmp_path, m
 
     monkeypatch.setattr(outdir, "write_part", write_part)
     command = ["sweep", str(write_sweep(tmp_path)), "--out", str(out), "--no-progress"]
-    assert cli.main([*command, "--memory-budget", "64MiB"]) == 1
+    assert cli.main(command) == 1
     err = capsys.readouterr().err
     assert "lease of process-0 was taken over" in err and "Traceback" not in err
     assert len(outdir.part_names(out, "runs")) == 1

@@ -189,7 +189,7 @@ def test_a_sweep_on_ray_equals_the_sweep_in_one_process(cluster, sweep_file, ref
     assert_complete(out, reference)
     rows = executions(out)
     assert {row["node"] for row in rows} == {node.node_id for node in cluster.nodes}
-    assert sum(row["trained"] for row in rows) == 32
+    assert sum(row.get("trained", 0) for row in rows) == 32  # a stopped copy trained none
 
 
 @pytest.mark.ray
