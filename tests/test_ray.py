@@ -164,7 +164,8 @@ def assert_complete(out: Path, reference: Path) -> None:
     assert_same_tables(out, reference)
     manifest = json.loads((out / outdir.MANIFEST_FILE).read_text())
     assert manifest["runs"] == 32 and sorted(manifest["parts"]) == outdir.part_names(out, "runs")
-    assert not (out / outdir.DAMAGED_DIR).exists()
+    # no part was damaged; a copy stopped between its curves and its runs leaves a curves part
+    assert not list((out / outdir.DAMAGED_DIR).glob("runs-*"))
 
 
 def idle_fraction(rows: list[dict], node: str) -> float:

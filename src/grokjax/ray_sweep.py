@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import jax
 import numpy as np
+import pandas as pd
 from jax.sharding import Mesh
 
 from grokjax import chunks, coordination, engine, outdir, plan, rounds, storage, sweep, tables
@@ -201,6 +202,7 @@ class Driver:
         self.running: dict[object, Execution] = {}  # kept across rounds: late backup copies
         self.losses: collections.Counter = collections.Counter()
         self.executions: list[dict] = []
+        self.counted = np.zeros(3, int)  # runs, generalized, run-steps the round's chunks reported
 
     def wait_for_workers(self) -> list[dict]:
         """What the first workers report, once there are some."""
@@ -311,13 +313,25 @@ class Driver:
         self.pool.stop()
 
     def _count(self, result: dict) -> None:
-        report = self.report
-        report.runs_trained += result["trained"]
-        report.runs_generalized += result["generalized"]
-        report.run_steps += result["run_steps"]
+        counts = np.array([result["trained"], result["generalized"], result["run_steps"]])
+        self.counted += counts
+        self.progress.finished(*map(int, counts))
         for bucket, seconds in result["compile_seconds"].items():
-            report.compile_seconds[bucket] = max(seconds, report.compile_seconds.get(bucket, 0))
-        self.progress.finished(result["trained"], result["generalized"], result["run_steps"])
+            compiled = self.report.compile_seconds
+            compiled[bucket] = max(seconds, compiled.get(bucket, 0))
+
+    def settle(self, trained: pd.DataFrame) -> None:
+        """A round's counts from its runs in the table (``trained``, one row each): what the
+        chunks reported misses the runs a backup copy committed before it was stopped."""
+        report = self.report
+        actual = np.array([len(trained), trained["generalized"].sum(),
+                           trained["steps_trained"].sum()])
+        self.progress.finished(*map(int, actual - self.counted))
+        self.counted[:] = 0
+        report.runs_trained += int(actual[0])
+        report.runs_generalized += int(actual[1])
+        report.run_steps += int(actual[2])
+        report.runs_stopped += int(trained["stopped_step"].notna().sum())
 
 
 def run_on_ray(spec: SweepSpec, results_root: storage.Where = "results", *,
@@ -393,17 +407,18 @@ def _train_rounds(spec: SweepSpec, first: rounds.Round, buckets: list[Bucket], d
         work = chunks.cut(buckets, lambda bucket: chunk_runs or chunks.runs_per_chunk(
             bucket, chunk_minutes, flops))
         ids = {run_id for chunk in work for run_id in chunk.run_ids}
-        todo = len(ids - driver.index.scan())
+        todo = ids - driver.index.scan()
         report.runs += len(ids)
-        report.runs_skipped += len(ids) - todo
-        driver.progress.add(todo)
-        driver.progress.note(f"round {len(all_rounds)}: {todo} of {len(ids)} runs to train, in "
-                             f"{len(work)} chunks")
+        report.runs_skipped += len(ids) - len(todo)
+        driver.progress.add(len(todo))
+        driver.progress.note(f"round {len(all_rounds)}: {len(todo)} of {len(ids)} runs to "
+                             f"train, in {len(work)} chunks")
         driver.train(work)
         report.train_seconds = time.perf_counter() - started
         report.devices = len({(e["host"], e["pid"]) for e in driver.executions if "host" in e})
-        new = rounds.next_round(spec, all_rounds,
-                                outdir.read_table(driver.index.out_dir, "runs"))
+        table = outdir.read_table(driver.index.out_dir, "runs").drop_duplicates("run_id")
+        driver.settle(table[table["run_id"].isin(todo)])
+        new = rounds.next_round(spec, all_rounds, table)
         if not new:
             return {run.run_id for round_runs in all_rounds for _, run in round_runs}
         all_rounds.append(new)
