@@ -267,9 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace results of a different sweep in the output directory")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     hosts = run.add_argument_group(
-        "several processes (hosts)", "each trains every n-th chunk; on a TPU VM pod slice "
+        "several processes (hosts)", "each trains every n-th run; on a TPU VM pod slice "
         "--distributed alone is enough. Defaults come from GROKJAX_DISTRIBUTED=1, "
-        "GROKJAX_COORDINATOR, GROKJAX_NUM_PROCESSES, GROKJAX_PROCESS_ID")
+        "GROKJAX_COORDINATOR, GROKJAX_NUM_PROCESSES, GROKJAX_PROCESS_ID, "
+        "GROKJAX_HEARTBEAT_TIMEOUT, GROKJAX_STARTUP_TIMEOUT")
     hosts.add_argument("--distributed", action="store_true",
                        default=os.environ.get("GROKJAX_DISTRIBUTED", "0") not in ("", "0"),
                        help="call jax.distributed.initialize() first")
