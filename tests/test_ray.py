@@ -52,6 +52,7 @@ TINY_SWEEP_DICT = {"sweep": {"name": "tiny"}, "fixed": {"group": "7", "K": 16, "
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 TIMEOUT = 600
 SLOW_NODE = Path(__file__).parent / "data" / "slow_node"  # its sitecustomize slows the node
+NO_GROKJAX = Path(__file__).parent / "data" / "no_grokjax"  # a grokjax that does not import
 # Ray's processes on 127.0.0.1 only, quick to declare a frozen node dead, no usage reports.
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
@@ -288,6 +289,24 @@ def test_an_adaptive_search_on_ray_equals_the_search_in_one_process(cluster, com
     assert_same_tables(out, one)
     rounds = [json.loads((d / outdir.MANIFEST_FILE).read_text())["rounds"] for d in (out, one)]
     assert rounds[0] == rounds[1] > 1
+
+
+@pytest.mark.ray
+def test_a_cluster_whose_nodes_cannot_run_grokjax_is_refused(cluster, sweep_file,
+                                                             compile_cache, tmp_path):
+    """Workers that cannot start (here: grokjax missing on the node) are named, exit 2."""
+    cluster.restore(0)
+    cluster.nodes.append(cluster.add(PYTHONPATH=str(NO_GROKJAX)))
+    try:
+        driver = start_driver(cluster, sweep_file, tmp_path / "ray", compile_cache)
+        output = driver.communicate(timeout=TIMEOUT)[0]
+    finally:
+        cluster.restore(0)
+        cluster.restore()
+    assert driver.returncode == 2, output
+    assert "no worker starts on the Ray cluster's nodes" in output
+    assert "grokjax is not installed on this node" in output and "Traceback" not in output
+    assert not (tmp_path / "ray").exists()
 
 
 @pytest.mark.ray

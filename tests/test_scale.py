@@ -178,7 +178,7 @@ def test_two_processes_write_the_tables_of_one(tmp_path):
     (1, "error: process 1 lost (no heartbeat for 5s); rerun all 2 processes, finished runs are "
         "kept"),
     (0, "error: process 0 (the coordinator) lost; rerun all 2 processes, finished runs are kept"),
-])
+], ids=["worker", "coordinator"])
 def test_a_lost_process_stops_the_others_with_a_message_and_a_rerun_completes(
         resume_file, uninterrupted, tmp_path, victim, message):
     """A process SIGKILLed: the other one says which process was lost and exits 1, instead of

@@ -26,6 +26,7 @@ import os
 import platform
 import secrets
 import socket
+import sys
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ from grokjax.storage import Location
 DEFAULT_COMPILE_CACHE = "~/.cache/grokjax/jax"  # on each worker's host
 CHUNK_MINUTES = 3.0
 MAX_LOSSES = 3  # a chunk whose worker died this often stops the sweep: it may be the cause
+MAX_START_FAILURES = 3  # a node on which this many workers failed to start is left out
 POLL_SECONDS = 0.5
 POOL_SECONDS = 1.0  # how often the pool follows the cluster's nodes
 DRIVER_SCOPE = "process-0"  # the lease the driver holds, and its chunks commit under
@@ -143,6 +145,8 @@ class Pool:
         self.compile_cache = compile_cache
         self.slots: dict[int, Slot] = {}
         self.next_key, self.followed = 0, -float("inf")
+        self.failures: collections.Counter = collections.Counter()  # per node
+        self.error = ""  # why the last worker failed to start
 
     def follow(self) -> None:
         """Drop the workers of nodes that are gone; start workers on nodes with room."""
@@ -154,6 +158,8 @@ class Pool:
             if slot.node not in nodes:
                 self.drop(key)
         for node_id, node in nodes.items():
+            if self.failures[node_id] >= MAX_START_FAILURES:
+                continue
             count, options = _worker_options(node)
             for _ in range(count - sum(slot.node == node_id for slot in self.slots.values())):
                 handle = self.actor.options(
@@ -174,8 +180,14 @@ class Pool:
         try:
             self.slots[key].info = self.ray.get(ref)
             self.slots[key].ready = None
-        except self.ray.exceptions.RayError:  # its node went before it started
+        except self.ray.exceptions.RayError as err:  # its node went, or it cannot run there
+            node = self.slots[key].node
             self.drop(key)
+            self.failures[node] += 1
+            self.error = [line for line in str(err).splitlines() if line.strip()][-1].strip()
+            if self.failures[node] == MAX_START_FAILURES:
+                print(f"warning: no worker starts on Ray node {node[:12]} ({self.error}); it is "
+                      "left out", file=sys.stderr, flush=True)
 
     def idle(self) -> list[int]:
         return [key for key, slot in self.slots.items() if slot.info and slot.busy is None]
@@ -209,6 +221,11 @@ class Driver:
         noted = False
         while not any(slot.info for slot in self.pool.slots.values()):
             self.pool.follow()
+            if (not self.pool.slots
+                    and max(self.pool.failures.values(), default=0) >= MAX_START_FAILURES):
+                raise SpecError([f"no worker starts on the Ray cluster's nodes "
+                                 f"({self.pool.error}): install the same grokjax, with "
+                                 "'grokjax[ray]', on every node"], "ray")
             if not noted and not self.pool.slots:
                 self.progress.note("waiting for a Ray node with CPUs, GPUs or TPUs to join")
                 noted = True
