@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from grokjax import config, engine, plan
+from grokjax.chunks import useful_flops_per_run_step
 from grokjax.spec import SweepSpec
 
 # (label, group, K, test_size): the standard buckets.
@@ -65,11 +66,6 @@ def matmul_peak(precision: str = "highest", size: int | None = None, repeats: in
         matmul(a, a).block_until_ready()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times)
-
-
-def useful_flops_per_run_step(order: int, width: int, n_train: int, eval_every: int) -> float:
-    rows = order**2
-    return 6 * n_train * width * order + 2 * rows * width * order / eval_every
 
 
 @dataclass

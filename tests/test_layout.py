@@ -29,9 +29,10 @@ FLOORS = [
     ["analysis.collapse", "analysis.grok_law", "analysis.irrep", "analysis.report"],
     ["analysis"],
     ["engine"],
-    ["rounds", "coordination"],
+    ["rounds", "coordination", "chunks"],
     ["tables"],
     ["sweep", "export"],
+    ["ray_sweep"],
     ["api"],
     ["aot"],
     ["grokjax"],  # the package itself: grokjax.run, load, Results, __version__

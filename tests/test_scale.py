@@ -175,6 +175,46 @@ def test_two_processes_write_the_tables_of_one(tmp_path):
                for p in manifest["processes"])
 
 
+@pytest.mark.parametrize("victim, message", [
+    (1, "error: process 1 lost (no heartbeat for 5s); rerun all 2 processes, finished runs are "
+        "kept"),
+    (0, "error: process 0 (the coordinator) lost; rerun all 2 processes, finished runs are kept"),
+], ids=["worker", "coordinator"])
+def test_a_lost_process_stops_the_others_with_a_message_and_a_rerun_completes(
+        resume_file, uninterrupted, tmp_path, victim, message):
+    """A process SIGKILLed: the other one says which process was lost and exits 1, instead of
+    JAX's abort (within the heartbeat timeout; at once for the coordinator, whose loss JAX
+    aborts on, turned into one line by the command's supervising parent); running every
+    process again completes the tables."""
+    reference, _ = uninterrupted
+    out = tmp_path / "lost"
+
+    def start(port: int) -> list[subprocess.Popen]:
+        return [subprocess.Popen(
+            cli_command("sweep", str(resume_file), "--out", str(out), "--no-progress",
+                        "--heartbeat-timeout", "5"),
+            env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=1",
+                               GROKJAX_COORDINATOR=f"127.0.0.1:{port}",
+                               GROKJAX_NUM_PROCESSES="2", GROKJAX_PROCESS_ID=str(i)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+
+    procs = start(free_port())
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    while not outdir.part_names(out, "runs") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    procs[victim].kill()
+    survivor = procs[1 - victim]
+    _, stderr = survivor.communicate(timeout=SUBPROCESS_TIMEOUT)
+    procs[victim].wait()
+    assert survivor.returncode == 1, stderr
+    assert message in stderr and "Traceback" not in stderr and "stack trace" not in stderr
+    again = start(free_port())
+    for proc in again:
+        stdout, stderr = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
+        assert proc.returncode == 0, f"{stdout}\n{stderr}"
+    assert_same_tables(out, reference)
+
+
 def test_one_device_and_four_devices_agree_bitwise(tmp_path):
     """9 runs through one slot on one device, or four slots on four; every device runs its
     own runs with the same program (shard_map), so not even the last bit differs."""

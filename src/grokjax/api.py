@@ -63,7 +63,9 @@ def sweep_spec(sweep: Mapping | str | Path, scale: str = "default",
 
 def run(sweep: Mapping | str | Path, *, results: storage.Where | None = None,
         overwrite: bool = False, progress: bool = True, scale: str = "default",
-        memory_budget: int | None = None, **overrides: Any) -> Results:
+        memory_budget: int | None = None, ray: bool | str | None = None,
+        chunk_runs: int | None = None, chunk_minutes: float | None = None,
+        compile_cache: str | None = None, **overrides: Any) -> Results:
     """Train every run of ``sweep`` (as ``grokjax sweep``) and return its results.
 
     ``sweep``: a dict shaped like a sweep file, a path to a ``.toml`` file, or a name under
@@ -72,16 +74,27 @@ def run(sweep: Mapping | str | Path, *, results: storage.Where | None = None,
     results root (default ``results``; a local path, ``gs://`` or ``s3://``); the sweep writes to
     ``<results>/<name>[+overrides]``. A rerun resumes and a changed sweep trains only its new
     runs there; ``overwrite`` sets the directory's results aside and trains afresh.
-    ``memory_budget``: bytes per device (default: as the CLI).
+    ``memory_budget``: bytes per device (default: as the CLI). ``ray``: train on a Ray cluster
+    (``--ray``): True for a Ray on this machine (or the one ``RAY_ADDRESS`` names), or its
+    head's "host:port"; ``chunk_runs``, ``chunk_minutes`` and ``compile_cache`` are
+    ``--chunk-runs``, ``--chunk-minutes`` and ``--compile-cache``.
     Raises ``grokjax.errors.SpecError`` with the CLI's message for anything that cannot run.
     """
-    from grokjax import engine
+    from grokjax import engine, ray_sweep
     from grokjax.sweep import run_sweep
 
     engine.use_every_cpu_core()  # before JAX starts its backends, as the CLI does
     spec = sweep_spec(sweep, scale, overrides)
-    report = run_sweep(spec, "results" if results is None else results, overwrite=overwrite,
-                       memory_budget=memory_budget, progress=progress)
+    where = "results" if results is None else results
+    if not ray:
+        report = run_sweep(spec, where, overwrite=overwrite, memory_budget=memory_budget,
+                           progress=progress)
+    else:
+        report = ray_sweep.run_on_ray(
+            spec, where, address=None if ray is True else ray, overwrite=overwrite,
+            memory_budget=memory_budget, progress=progress, chunk_runs=chunk_runs,
+            chunk_minutes=chunk_minutes or ray_sweep.CHUNK_MINUTES,
+            compile_cache=compile_cache or ray_sweep.DEFAULT_COMPILE_CACHE)
     return load(report.out_dir)
 
 

@@ -6,18 +6,37 @@ Exit codes: 0 success, 2 a bad sweep file or argument (nothing is written), 1 an
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 
 import pandas as pd
 
-from grokjax import __version__, aot, api, config, engine, errors, outdir, plan, spec, sweep, tables
-from grokjax.coordination import initialize_distributed
+from grokjax import (
+    __version__,
+    aot,
+    api,
+    config,
+    engine,
+    errors,
+    outdir,
+    plan,
+    ray_sweep,
+    spec,
+    sweep,
+    tables,
+)
+from grokjax.coordination import initialize_distributed, leave_distributed
 from grokjax.schema import GENERALIZED_TEST_ACC
 from grokjax.storage import Location
 
+SUPERVISED = "GROKJAX_SUPERVISED"  # set in the child that a --distributed sweep runs in
+# JAX's abort of a multi-process job: the coordinator lost, or a process that never joined.
+JAX_FATAL = re.compile(rb"^F\d{4} .*Terminating process because the JAX distributed service")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -33,6 +52,12 @@ def parse_bytes(text: str) -> int:
     if size < 1:
         raise argparse.ArgumentTypeError(f"not a usable size: {text!r} (use e.g. 512MB, 2GiB)")
     return size
+
+
+def positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
 
 
 def print_summary(res: api.Results) -> None:
@@ -77,18 +102,73 @@ def load_spec(args) -> spec.SweepSpec:
 
 def saved_runs(out: Location) -> int:
     """How many runs of the sweep in ``out`` are in its parts (as their footers record)."""
-    plan_record = outdir.read_json(out / outdir.PLAN_FILE)
+    plan_record = outdir.read_plan(out)
     if not plan_record:
         return 0
     return len(outdir.RunIndex(out, plan_record["identity"]).scan())
 
 
+def distributed(args) -> bool:
+    return bool(args.distributed or args.coordinator or args.num_processes
+                or args.process_id is not None)
+
+
+def supervise(argv: list[str], processes: int | None) -> int:
+    """Run this ``grokjax sweep --distributed`` in a child process, and turn JAX's abort of it
+    into one line and exit 1: the abort (the coordinator, process 0, lost; a process that never
+    joined) comes from C++, where no Python handler of the child can stop it. Everything else
+    the child writes passes through."""
+    child = subprocess.Popen([sys.executable, "-m", "grokjax.cli", *argv],
+                             env={**os.environ, SUPERVISED: "1"}, stderr=subprocess.PIPE)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the child too
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, lambda signum, frame: child.send_signal(signum))
+    fatal = b""
+    for line in child.stderr:
+        if fatal or JAX_FATAL.match(line):
+            fatal += line
+        else:
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+    code = child.wait()
+    if code >= 0 or not fatal:
+        return code if code >= 0 else 128 - code
+    if b"RegisterTask" in fatal:
+        what = "not every process joined the job within its start-up timeout (--startup-timeout)"
+    elif b"coordination service" in fatal:
+        what = "process 0 (the coordinator) lost"
+    else:
+        what = "the job's coordination service failed"
+    everyone = f"all {processes}" if processes else "all the"
+    status = re.search(rb"absl::Status: ([^.\n]*)", fatal)
+    print(f"error: {what}; rerun {everyone} processes, finished runs are kept (JAX: "
+          f"{status[1].decode(errors='replace') if status else 'aborted'})", file=sys.stderr)
+    return 1
+
+
+def die_with_parent() -> None:
+    """A supervised child ends with its supervisor, even one killed by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() == 1:  # the supervisor was gone before prctl
+        os._exit(1)
+
+
 def cmd_sweep(args) -> int:
-    """Train the sweep; Ctrl-C ends it with one line saying what is saved (exit 130, the
-    shell's code for SIGINT) instead of a traceback: every finished run is on disk."""
+    """Train the sweep (on a Ray cluster with --ray); Ctrl-C ends it with one line saying what
+    is saved (exit 130, the shell's code for SIGINT) instead of a traceback: every finished run
+    is on disk."""
     sweep_spec = load_spec(args)
+    if args.ray is not None and distributed(args):
+        raise errors.SpecError(["--ray and --distributed (or --coordinator, --num-processes, "
+                                "--process-id, GROKJAX_DISTRIBUTED) exclude each other: Ray "
+                                "schedules the workers itself"], "command line")
     out = Location(args.out) if args.out else Location(args.results) / sweep_spec.output_name
     try:
+        if args.ray is not None:
+            return cmd_sweep_on_ray(args, sweep_spec, out)
         return train_and_summarise(args, sweep_spec, out)
     except KeyboardInterrupt:
         print(f"interrupted: {saved_runs(out)} runs saved in {out}; rerun the same command to "
@@ -97,8 +177,9 @@ def cmd_sweep(args) -> int:
 
 
 def train_and_summarise(args, sweep_spec: spec.SweepSpec, out: Location) -> int:
-    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
-        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    if distributed(args):
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                               args.heartbeat_timeout, args.startup_timeout)
     import jax
 
     process = jax.process_index()
@@ -115,6 +196,20 @@ def train_and_summarise(args, sweep_spec: spec.SweepSpec, out: Location) -> int:
           f"{report.run_steps_per_second:,.0f} run-steps/s")
     if process == 0:
         print_summary(api.load(report.out_dir))
+    leave_distributed()
+    return 0
+
+
+def cmd_sweep_on_ray(args, sweep_spec: spec.SweepSpec, out: Location) -> int:
+    report = ray_sweep.run_on_ray(
+        sweep_spec, address=args.ray or None, out_dir=out,
+        overwrite=args.overwrite, memory_budget=args.memory_budget,
+        progress=not args.no_progress, chunk_runs=args.chunk_runs,
+        chunk_minutes=args.chunk_minutes, compile_cache=args.compile_cache)
+    print(f"runs trained {report.runs_trained} on {report.devices} Ray worker(s), skipped "
+          f"(already done) {report.runs_skipped}; rounds {report.rounds}; "
+          f"{report.run_steps_per_second:,.0f} run-steps/s")
+    print_summary(api.load(report.out_dir))
     return 0
 
 
@@ -286,9 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "sweep reuses the runs there that it still plans")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     hosts = run.add_argument_group(
-        "several processes (hosts)", "each trains every n-th chunk; on a TPU VM pod slice "
+        "several processes (hosts)", "each trains every n-th run; on a TPU VM pod slice "
         "--distributed alone is enough. Defaults come from GROKJAX_DISTRIBUTED=1, "
-        "GROKJAX_COORDINATOR, GROKJAX_NUM_PROCESSES, GROKJAX_PROCESS_ID")
+        "GROKJAX_COORDINATOR, GROKJAX_NUM_PROCESSES, GROKJAX_PROCESS_ID, "
+        "GROKJAX_HEARTBEAT_TIMEOUT, GROKJAX_STARTUP_TIMEOUT")
     hosts.add_argument("--distributed", action="store_true",
                        default=os.environ.get("GROKJAX_DISTRIBUTED", "0") not in ("", "0"),
                        help="call jax.distributed.initialize() first")
@@ -297,6 +393,31 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--num-processes", type=int,
                        default=os.environ.get("GROKJAX_NUM_PROCESSES"))
     hosts.add_argument("--process-id", type=int, default=os.environ.get("GROKJAX_PROCESS_ID"))
+    hosts.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
+                       default=os.environ.get("GROKJAX_HEARTBEAT_TIMEOUT"),
+                       help="declare a process lost after this long without a heartbeat "
+                            "(default: JAX's, 100)")
+    hosts.add_argument("--startup-timeout", type=positive_int, metavar="SECONDS",
+                       default=os.environ.get("GROKJAX_STARTUP_TIMEOUT"),
+                       help="give up when not every process has started within this long "
+                            "(default: JAX's, 300)")
+    cluster = run.add_argument_group(
+        "a Ray cluster", "workers on every node of a Ray cluster take chunks of the plan; "
+        "nodes may join, leave or fail while it runs (pip install 'grokjax[ray]')")
+    cluster.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                         help="train on the Ray cluster whose head is at ADDRESS (host:port); "
+                              "without one, on the Ray this machine runs, or one started for the "
+                              "sweep")
+    cluster.add_argument("--chunk-runs", type=positive_int, default=None, metavar="N",
+                         help="runs per chunk (default: as many as take --chunk-minutes)")
+    cluster.add_argument("--chunk-minutes", type=float, default=ray_sweep.CHUNK_MINUTES,
+                         metavar="M", help="the time one chunk takes on a worker, estimated "
+                                           "(default: %(default)s)")
+    cluster.add_argument("--compile-cache", default=ray_sweep.DEFAULT_COMPILE_CACHE,
+                         metavar="DIR|URL",
+                         help="JAX's persistent compilation cache, on each worker's host or "
+                              "shared by all: an NFS path, or gs:// or s3:// with etils[epath] "
+                              "(default: %(default)s)")
     run.set_defaults(func=cmd_sweep)
     with_file("plan", "validate a sweep file and show its buckets and chunks; trains "
                       "nothing").set_defaults(func=cmd_plan)
@@ -358,6 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sweep" and distributed(args) and args.ray is None:
+        if os.environ.get(SUPERVISED) != "1":
+            return supervise(sys.argv[1:] if argv is None else argv, args.num_processes)
+        die_with_parent()
     engine.use_every_cpu_core()
     try:
         return args.func(args)

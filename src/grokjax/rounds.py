@@ -142,7 +142,8 @@ def next_round(spec: SweepSpec, rounds: list[Round], finished: pd.DataFrame) -> 
         return []
     so_far = [pair for round_runs in rounds for pair in round_runs]
     condition_of = {run.run_id: index for index, run in so_far}
-    finished = finished[finished["run_id"].isin(condition_of)]
+    # one row per run: a run two writers raced to commit is in two parts until verification
+    finished = finished[finished["run_id"].isin(condition_of)].drop_duplicates("run_id")
     finished = finished.assign(search_condition=finished["run_id"].map(condition_of))
     conditions = spec.runs()  # the search's conditions: the grid without field and seed
     tried = [set() for _ in conditions]

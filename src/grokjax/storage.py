@@ -44,6 +44,9 @@ S3_ADVICE = ("check the bucket name and your AWS credentials (AWS_PROFILE, or AW
 ADVICE = {None: "choose a directory you can write", "gs": GCS_ADVICE, "gcs": GCS_ADVICE,
           "s3": S3_ADVICE, "s3a": S3_ADVICE}
 TEMPORARY_SUFFIX = ".tmp"
+# Bytes: a file name on most filesystems; an object key on GCS and S3, less room for the names
+# grokjax writes under a sweep directory.
+NAME_MAX, KEY_MAX, OWN_NAMES = 255, 1024, 128
 
 
 @dataclass(frozen=True, init=False)
@@ -163,6 +166,27 @@ def write_bytes(where: Where, data: bytes, *, temporary_dir: Where | None = None
     _fsync_directory(directory)
 
 
+def create_bytes(where: Where, data: bytes, *, temporary_dir: Where | None = None) -> None:
+    """Write a whole file that must not exist yet: FileExistsError if it does, so that of
+    several writers racing to create it exactly one succeeds. Locally a fsynced temporary is
+    hard-linked to the name (atomic, also on NFS); object stores take a conditional upload
+    (GCS ifGenerationMatch=0, S3 If-None-Match)."""
+    location = Location(where)
+    if not location.is_local:
+        fs, path = fsspec_filesystem(location)
+        fs.pipe_file(path, data, mode="create")
+        return
+    temporary = Location(temporary_dir or location.parent) / (
+        f".{location.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+    write_bytes(temporary, data)
+    os.makedirs(os.path.dirname(location.path) or ".", exist_ok=True)
+    try:
+        os.link(temporary.path, location.path)
+    finally:
+        os.unlink(temporary.path)
+    _fsync_directory(os.path.dirname(location.path) or ".")
+
+
 def _fsync_directory(directory: str) -> None:
     """Make a rename durable. POSIX needs the directory's own fsync; Windows cannot open a
     directory and some network/FUSE filesystems refuse the fsync, and those need none."""
@@ -263,6 +287,7 @@ def check_writable(where: Where) -> None:
     """Write and delete a small probe under ``where``, so that a destination that cannot be
     written is refused before any compute. Creates a local directory. Raises StorageError."""
     location = Location(where)
+    _check_name_lengths(location)
     probe = location.join(f"_probe-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         makedirs(location)
@@ -275,6 +300,22 @@ def check_writable(where: Where) -> None:
         reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
         advice = ADVICE.get(location.protocol, "choose a location you can write")
         raise StorageError(f"cannot write to {location} ({reason}); {advice}") from err
+
+
+def _check_name_lengths(location: Location) -> None:
+    """Refuse a name the filesystem or store would refuse, before anything is created."""
+    if location.is_local:
+        too_long = [part for part in location.path.split(os.sep)
+                    if len(part.encode()) > NAME_MAX]
+        if too_long:
+            raise StorageError(f"{location}: the name {too_long[0][:40]}... has "
+                               f"{len(too_long[0].encode())} bytes, more than the {NAME_MAX} a "
+                               "file name may have; choose a shorter name (--out, or the "
+                               "sweep's name)")
+    elif len(location.path.encode()) > KEY_MAX - OWN_NAMES:
+        raise StorageError(f"{location}: the path has {len(location.path.encode())} bytes; an "
+                           f"object key may have {KEY_MAX}, and grokjax needs {OWN_NAMES} of "
+                           "them for its own names: choose a shorter one")
 
 
 def pyarrow_filesystem(where: Where) -> tuple[pa.fs.FileSystem, str]:

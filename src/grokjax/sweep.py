@@ -13,7 +13,7 @@ holds a lease on its share.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import math
 import time
 
@@ -25,6 +25,7 @@ from grokjax import engine, outdir, plan, rounds, storage, tables
 from grokjax.coordination import (
     MIN_STALL_SECONDS,
     SweepReport,
+    reporting,
     wait_for_runs,
     write_manifest,
 )
@@ -42,21 +43,35 @@ LIVE_SECONDS = 2.0  # the live view of the runs in flight is rewritten at most t
 
 
 class Writer:
-    """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late; keeps the
-    live view of the runs in flight and the process status current."""
+    """Collects finished runs and writes them as parts, at most FLUSH_SECONDS late; keeps a
+    process's status file and the live view of its runs in flight current.
+
+    Parts are named after ``writer`` (default: the process index). A chunk task (a ``writer``
+    of its own) keeps neither: the status is its driver's. With a run ``index`` (a chunk task,
+    which another execution of the same chunk may race), runs that another writer has committed
+    meanwhile are dropped: what remains of a race is a duplicate part, which the directory's
+    verification sets aside."""
 
     def __init__(self, out_dir: Location, identity: str, spec: SweepSpec, schema: Schema,
-                 metadata: dict, report: SweepReport, progress: Progress):
+                 metadata: dict, report: SweepReport, progress: Progress,
+                 writer: str | None = None, index: outdir.RunIndex | None = None):
         self.out_dir, self.identity, self.spec, self.schema = out_dir, identity, spec, schema
         self.metadata, self.report, self.progress = metadata, report, progress
+        self.writer = str(report.process) if writer is None else writer
+        self.share = writer is None  # a process's share, not a chunk task
+        self.index = index
         self.pending: list[FinishedRun] = []
         self.bucket: Bucket | None = None
         self.flushed = self.live_written = -math.inf  # the first are written at once
         self.live_path = outdir.live_path(out_dir, report.process)
 
-    def status(self, state: str = "running", error: str | None = None) -> None:
-        outdir.write_json(self.out_dir, self.out_dir / outdir.PROCESS_FILE.format(
-            self.report.process), self.report.stats(state, error))
+    def status(self) -> None:
+        """The process's counts so far in its status file (not once it lost its lease: the file
+        is then its successor's)."""
+        if self.share:
+            outdir.check_fence(self.out_dir)
+            outdir.write_json(self.out_dir, self.out_dir / outdir.PROCESS_FILE.format(
+                self.report.process), self.report.stats("running"))
 
     def add(self, bucket: Bucket, finished: list[FinishedRun]) -> None:
         self.bucket = bucket
@@ -68,29 +83,33 @@ class Writer:
         """At a segment boundary, at most every LIVE_SECONDS: the curves so far of the runs in
         flight (and of finished ones not yet in a part) replace the live view, atomically."""
         self.report.runs_in_flight = sum(run is not None for run in slots.runs)
-        if time.monotonic() - self.live_written < LIVE_SECONDS:
+        if not self.share or time.monotonic() - self.live_written < LIVE_SECONDS:
             return
         self.live_written = time.monotonic()
+        self.status()
         in_flight = slots.in_flight() + [(f.run, f.curves) for f in self.pending]
         if in_flight:
             frame = tables.live_frame(bucket, in_flight, self.schema)
             outdir.write_bytes(self.out_dir, self.live_path, outdir.parquet_bytes(frame, {}))
-        self.status()
 
     def close(self) -> None:
-        """The live view is gone once this process's runs are all in parts."""
-        storage.remove(self.live_path)
+        """The live view is gone once this process's runs are all in parts (a process that
+        lost its lease leaves it to its successor)."""
+        with contextlib.suppress(outdir.LeaseLost):
+            outdir.check_fence(self.out_dir)
+            storage.remove(self.live_path)
 
     def flush(self) -> None:
         self.flushed = time.monotonic()
         if not self.pending:
             return
         finished, self.pending = self.pending, []
-        run_ids = sorted(f.run.run_id for f in finished)
-        digest = hashlib.sha1(" ".join(run_ids).encode()).hexdigest()[:12]
-        name = f"{self.bucket.id}-{self.report.process}-{digest}"
+        if self.index is not None:
+            finished = [f for f in finished if f.run.run_id not in self.index.scan()]
+        if not finished:
+            return
         part = tables.part_tables(self.bucket, finished, self.spec.output_name, self.schema,
-                                  name)
+                                  f"{self.bucket.id}-{self.writer}")
         outdir.write_part(self.out_dir, part, self.identity, self.metadata)
         generalized = int(part.runs["generalized"].sum())
         run_steps = int(part.runs["steps_trained"].sum())
@@ -170,35 +189,37 @@ def run_sweep(spec: SweepSpec, results_root: storage.Where = "results", *,
     first, buckets = first_plan(spec, budget)
     all_rounds = [first]
     identity = plan.identity(spec, [run for _, run in first])
-    stop = spec.stop.text if spec.stop else None
-    outdir.prepare(out_dir, identity, spec.source_text, spec.scale, overwrite, process, stop,
-                   lambda earlier: check_reusable(out_dir, earlier, stop))
-    if process == 0:
-        outdir.write_planned_runs(out_dir, identity, planned_ids(all_rounds))
+    prepare(out_dir, spec, identity, first, overwrite, process)
     report = SweepReport(out_dir, process, len(devices))
     metadata = tables.provenance(spec.source_text, spec.scale)
     bar = Progress(spec.output_name, progress and process == 0)
     writer = Writer(out_dir, identity, spec, tables.schema_of(buckets), metadata, report, bar)
     with outdir.Lease(out_dir, process):
-        writer.status()
         try:
-            _train_rounds(spec, all_rounds, buckets, writer, devices, processes, budget)
-        except BaseException as err:
-            writer.status("interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
-                          repr(err))
-            raise
+            with reporting(out_dir, report):
+                _train_rounds(spec, all_rounds, buckets, writer, devices, processes, budget)
+                report.runs_in_flight = 0
         finally:
             bar.close()
             writer.close()
-        report.runs_in_flight = 0
-        writer.status("done")
-    if process == 0:
-        planned = planned_ids(all_rounds)
-        statuses = wait_for_runs(out_dir, identity, planned, processes,
-                                 max(MIN_STALL_SECONDS, 3 * report.slowest_bucket_seconds),
-                                 final=True)
-        write_manifest(out_dir, identity, metadata, budget, statuses, planned)
+        if process == 0:
+            planned = planned_ids(all_rounds)
+            statuses = wait_for_runs(out_dir, identity, planned, processes,
+                                     max(MIN_STALL_SECONDS, 3 * report.slowest_bucket_seconds),
+                                     final=True)
+            write_manifest(out_dir, identity, metadata, budget, statuses, planned)
     return report
+
+
+def prepare(out_dir: Location, spec: SweepSpec, identity: str, first: Round, overwrite: bool,
+            process: int = 0) -> None:
+    """``outdir.prepare`` for this sweep, reusing the runs of an earlier version only if they
+    ended by the same stop rule; process 0 then records the runs of round 1 as planned."""
+    stop = spec.stop.text if spec.stop else None
+    outdir.prepare(out_dir, identity, spec.source_text, spec.scale, overwrite, process, stop,
+                   lambda earlier: check_reusable(out_dir, earlier, stop))
+    if process == 0:
+        outdir.write_planned_runs(out_dir, identity, planned_ids([first]))
 
 
 def planned_ids(all_rounds: list[Round]) -> set[str]:
