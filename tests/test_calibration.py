@@ -27,7 +27,7 @@ TRUE_C = 2.0  # inside both searches' bounds for every group of theirs
 WIDTHS = (0.02, 0.05, 0.10)  # transition width s in log p
 LEVEL = 0.95
 BAR = 0.93
-FIXED_GRID = """
+FIXED_GRID = f"""
 [sweep]
 name = "ratio-grid"
 
@@ -38,9 +38,9 @@ eval_every = 20
 
 [[grid]]
 group = ["23", "29", "37", "47", "59", "2x2x9", "5x2x2x2", "dihedral30", "dihedral42"]
-critical_ratio_delta = {delta}
+critical_ratio_delta = {[round(float(d), 4) for d in np.linspace(-1.0, 1.25, 16)]}
 seed = [1, 2, 3, 4]
-""".format(delta=[round(float(d), 4) for d in np.linspace(-1.0, 1.25, 16)])
+"""
 DESIGNS = {
     "fixed grid": lambda: spec.parse(FIXED_GRID),
     "ratio search": lambda: spec.load(SWEEPS / "ratio.toml"),

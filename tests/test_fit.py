@@ -177,7 +177,7 @@ def test_boundary_law_intervals_cover_planted_values_in_50_draws():
     draws = 50
     hits = {"c": 0, "b_g1": 0, "b_free": 0}
     group_hits = group_total = 0
-    for draw in range(draws):
+    for _ in range(draws):
         runs = boundary_runs(rng)
         boundary = generalization_boundary(runs)
         law = boundary_law(boundary).table.iloc[0]

@@ -4,8 +4,9 @@ Round 1 trains every condition (a run of the grid without the searched field and
 one group) at ``points`` values spread over ``bounds``. Each later round fits the boundary of
 every condition whose CI is still wider than ``ci_width`` (the boundary analysis's Firth
 logistic fit and its profile interval, ``analysis.boundary.generalization_boundary``) and adds
-``new_points`` values there: the current estimate of p*, then the ends of its CI; or, while the data only bracket p*
-(no partial cell yet, or no fit), values that cut the bracket into equal parts in log p.
+``new_points`` values there: the current estimate of p*, then the ends of its CI; or, while the
+data only bracket p* (no partial cell yet, or no fit), values that cut the bracket into equal
+parts in log p.
 Each is snapped to a lattice of ``resolution`` steps over the bounds and is never a value
 already tried. The search ends when every condition is narrow enough or out of candidates,
 after ``max_rounds``, or when the next round would pass ``max_runs`` runs or ``max_run_steps``

@@ -9,7 +9,6 @@ from matplotlib.figure import Figure
 from scipy import stats as distributions
 
 from grokjax import stats
-from grokjax.groups import family as group_family
 from grokjax.analysis.core import (
     Analysis,
     FitResult,
@@ -30,8 +29,10 @@ from grokjax.analysis.figures import (
     interval_text,
     law_fit_row,
     panels,
+    wrapped,
 )
 from grokjax.analysis.markdown import markdown_table
+from grokjax.groups import family as group_family
 from grokjax.schema import GENERALIZED_TEXT
 
 REFERENCE_C = 2.7482  # critical_ratio_multiplier in the paper's code: p* = 2.7482 ln M / M
@@ -243,7 +244,8 @@ def _budget_moves(result: pd.DataFrame, table: pd.DataFrame, level: float) -> di
     why = {}
     for _, same in ok.groupby("key"):
         same = same.sort_values("steps")
-        for first, last in zip(same.iloc[:-1].itertuples(), same.iloc[1:].itertuples()):
+        for first, last in zip(same.iloc[:-1].itertuples(), same.iloc[1:].itertuples(),
+                               strict=True):
             gap = (first.log_c - last.log_c) / np.hypot(first.se, last.se)
             if abs(gap) > z:
                 text = (f"p* moved when the step budget changed (c {first.c:.3g} at"
@@ -355,7 +357,7 @@ def _columns_by_order(groups: pd.DataFrame) -> dict[str, tuple[float, float]]:
 
 def law_label(law: FitResult, row: pd.Series) -> str:
     verdict = law.verdict(LAW_C, row["condition"])
-    return f"fit: c = {interval_text(row.c, row.c_lo, row.c_hi)} ({verdict})"
+    return wrapped(f"fit: c = {interval_text(row.c, row.c_lo, row.c_hi)} ({verdict})")
 
 
 def plot_phase_diagram(boundary: FitResult, law: FitResult | None) -> Figure:

@@ -99,9 +99,10 @@ def irrep_scaling(boundary: FitResult, runs: pd.DataFrame, level: float = 0.95,
     Per condition (e.g. per step budget), every candidate's law log c = a + e·log x is fitted
     across the groups with an estimated p* by a random-effects meta-regression (each group's
     log c known to the standard error of its profile interval, plus a scatter tau between
-    groups; REML tau, Knapp–Hartung interval on e). The candidates are compared by maximum likelihood; the best
-    is *favoured* only if a parametric bootstrap under each rival's fitted law makes the observed
-    likelihood gap unlikely (p < 0.05), otherwise the comparison reads "cannot tell". Groups of
+    groups; REML tau, Knapp–Hartung interval on e). The candidates are compared by maximum
+    likelihood; the best is *favoured* only if a parametric bootstrap under each rival's fitted
+    law makes the observed likelihood gap unlikely (p < 0.05), otherwise the comparison reads
+    "cannot tell". Groups of
     one order with the same complex degrees (dihedral / dicyclic) are compared directly: their
     ratio of c, which d_k predicts to be 1. A group that never generalized bounds c from below.
     """
