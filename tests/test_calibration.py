@@ -116,7 +116,8 @@ def coverage() -> dict[tuple[str, float], dict[str, float]]:
                    for setting in settings}
         results = {}
         for setting, parts in futures.items():
-            counts = {key: sum(part.result()[key] for part in parts)
+            counts = {key: sum((part.result()[key] for part in parts),
+                               start=[] if key == "run_steps" else 0)
                       for key in parts[0].result()}
             results[setting] = {
                 "p*": counts["p_hits"] / counts["p_closed"],

@@ -130,7 +130,7 @@ class Midpoint:
     converged: bool
 
 
-_PROFILE_CENTRES, _REFINE_CENTRES = 61, 41
+_PROFILE_CENTRES, _REFINE_CENTRES = 61, 13
 _PROFILE_WIDTHS = np.geomspace(1e-3, 10.0, 32)  # in units of the data's standardised spread
 
 
@@ -186,21 +186,25 @@ def logistic_midpoint(x, n, k, level: float = 0.95, reach: float = 1.0) -> Midpo
     best = float(_penalised_log_likelihood(u, n, k, centre, 1 / slope))
     cutoff = best - stats.chi2.ppf(level, 1) / 2
     span = max(float(np.ptp(u)), 1.0)
-    centres = np.linspace(u.min() - reach * span, u.max() + reach * span, _PROFILE_CENTRES)
+    # The grid holds the estimate itself, so a peak narrower than its step is not missed.
+    centres = np.sort(np.append(np.linspace(u.min() - reach * span, u.max() + reach * span,
+                                            _PROFILE_CENTRES), centre))
     inside = _profile_over_width(u, n, k, centres) >= cutoff
-    ends = []
-    for index, outward in ((int(np.argmax(inside)), -1), (len(inside) - 1 - int(np.argmax(
-            inside[::-1])), 1)):
-        if not inside.any() or index in (0, len(inside) - 1) and inside[index]:
-            ends.append(outward * np.inf)
-            continue
-        # Refine the crossing between the last centre inside and the first outside.
-        fine = np.linspace(centres[index], centres[index + outward], _REFINE_CENTRES)
-        profile = _profile_over_width(u, n, k, fine) - cutoff
-        last = int(np.argmax(profile < 0)) - 1  # the first outside, less one
-        a, b = profile[last], profile[last + 1]
-        ends.append(fine[last] + (fine[last + 1] - fine[last]) * a / (a - b))
-    lo, hi = sorted(ends)
+    inside[np.searchsorted(centres, centre)] = True
+    first, last = int(np.argmax(inside)), len(inside) - 1 - int(np.argmax(inside[::-1]))
+    # Refine each closed end on a fine grid between the last centre inside and the next outside
+    # (both ends in one evaluation), then interpolate the crossing linearly.
+    closed = [(index, outward) for index, outward in ((first, -1), (last, 1))
+              if 0 <= index + outward < len(centres)]
+    ends = {-1: -np.inf, 1: np.inf}
+    fine = np.array([np.linspace(centres[index], centres[index + outward], _REFINE_CENTRES)
+                     for index, outward in closed]).reshape(len(closed), _REFINE_CENTRES)
+    profile = (_profile_over_width(u, n, k, fine.ravel()) - cutoff).reshape(fine.shape)
+    for (_, outward), points, values in zip(closed, fine, profile, strict=True):
+        step = max(int(np.argmax(values < 0)), 1)  # the first fine centre outside
+        a, b = values[step - 1], values[step]
+        ends[outward] = points[step - 1] + (points[step] - points[step - 1]) * a / (a - b)
+    lo, hi = ends[-1], ends[1]
     return Midpoint(mean + spread * centre, mean + spread * min(lo, centre),
                     mean + spread * max(hi, centre), spread / slope, True)
 
