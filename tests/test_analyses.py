@@ -97,7 +97,7 @@ def test_report_on_a_boundary_sweep(rng, tmp_path):
     path = Path(grokjax.load(directory).report(n_boot=100))
     assert path == directory / "_report" / "report.md"
     text = path.read_text()
-    law = boundary_law(generalization_boundary(runs, n_boot=100)).table.iloc[0]
+    law = boundary_law(generalization_boundary(runs)).table.iloc[0]
     assert f"**c = {law.c:.4g}** [{law.c_lo:.4g}, {law.c_hi:.4g}]" in text
     assert f"| {LAW_C} | {law.c:.4g} [{law.c_lo:.4g}, {law.c_hi:.4g}] |" in text
     assert "![phase diagram](phase_diagram.png)" in text

@@ -177,9 +177,9 @@ def test_boundary_law_intervals_cover_planted_values_in_50_draws():
     draws = 50
     hits = {"c": 0, "b_g1": 0, "b_free": 0}
     group_hits = group_total = 0
-    for draw in range(draws):
+    for _ in range(draws):
         runs = boundary_runs(rng)
-        boundary = generalization_boundary(runs, n_boot=200, seed=draw)
+        boundary = generalization_boundary(runs)
         law = boundary_law(boundary).table.iloc[0]
         hits["c"] += law.c_lo <= PLANTED_C <= law.c_hi
         hits["b_g1"] += law.b_g1_lo <= 1 <= law.b_g1_hi
@@ -195,7 +195,7 @@ def test_boundary_law_intervals_cover_planted_values_in_50_draws():
 
 
 def test_boundary_recovers_planted_p_star_per_group(rng):
-    boundary = generalization_boundary(boundary_runs(rng, seeds=20), n_boot=300)
+    boundary = generalization_boundary(boundary_runs(rng, seeds=20))
     assert boundary.status == "ok" and boundary.n_runs == 5 * 7 * 20
     table = boundary.table
     assert list(table.M) == list(ORDERS) and (table.status == "ok").all()
@@ -207,7 +207,7 @@ def test_boundary_recovers_planted_p_star_per_group(rng):
 
 
 def test_boundary_law_reports_c_b_and_method(rng):
-    law = boundary_law(generalization_boundary(boundary_runs(rng, seeds=20), n_boot=200))
+    law = boundary_law(generalization_boundary(boundary_runs(rng, seeds=20)))
     row = law.table.iloc[0]
     assert law.status == "ok" and row.n_groups == 5 and row.c_reference == REFERENCE_C
     assert row.c_lo < row.c < row.c_hi and abs(row.c - PLANTED_C) < 0.3
@@ -226,7 +226,7 @@ def test_boundary_law_reports_c_b_and_method(rng):
 
 
 def _boundary_row(runs):
-    result = generalization_boundary(runs, n_boot=50)
+    result = generalization_boundary(runs)
     return result, result.table.iloc[0]
 
 
@@ -243,26 +243,29 @@ def test_boundary_all_or_none_generalized(generalized, status, bound):
 
 
 def test_boundary_one_seed_per_cell_and_single_p():
+    """One seed per cell is a fit like any other: here it cannot close the interval."""
     _, row = _boundary_row(runs_table(np.full(3, 41), [0.1, 0.2, 0.3], [False, True, True]))
-    assert row.status == "too few seeds" and np.isnan(row.p_star)
+    assert row.status == "separated" and 0.1 < row.p_star < 0.2
+    assert row.p_star_lo == 0 and row.p_star_hi == np.inf
+    assert "open below and above" in row.message
     _, row = _boundary_row(runs_table(np.full(6, 41), 0.2, [False, True] * 3))
     assert row.status == "single p" and np.isnan(row.p_star)
 
 
-def test_boundary_leaves_out_a_single_seed_cell_and_says_so(rng):
+def test_boundary_keeps_a_single_seed_cell(rng):
     runs = boundary_runs(rng, orders=(41,), seeds=8)
     lonely = runs[runs.train_fraction == runs.train_fraction.max()].index[1:]
     result, row = _boundary_row(runs.drop(index=lonely))
-    assert row.status == "ok" and row.n_p == 6 and row.n_runs == 48
-    assert "1 cell(s) with a single seed left out" in row.message
+    assert row.status == "ok" and row.n_p == 7 and row.n_runs == 49 and row.min_seeds == 1
 
 
-def test_boundary_separated_reports_bracket_not_a_fit():
+def test_boundary_separated_is_fitted_with_a_finite_interval_inside_the_bracket():
+    """No partial cell: Firth's penalty keeps the fit finite; the profile interval lies between
+    the cells (a p* at a cell would have made that cell partial)."""
     p = np.repeat([0.1, 0.2, 0.3, 0.4], 5)
     _, row = _boundary_row(runs_table(np.full(20, 41), p, p >= 0.3))
-    assert row.status == "separated" and "bracketed" in row.message
-    assert row.p_star_lo == pytest.approx(0.2, rel=0.02)
-    assert row.p_star_hi == pytest.approx(0.3, rel=0.02)
+    assert row.status == "separated" and "no partial cell" in row.message
+    assert 0.2 <= row.p_star_lo < row.p_star < row.p_star_hi <= 0.3
 
 
 def test_boundary_that_falls_again_is_the_first_rise():
@@ -272,8 +275,7 @@ def test_boundary_that_falls_again_is_the_first_rise():
     p = np.repeat([0.2, 0.45, 0.71, 0.96], 4)
     _, row = _boundary_row(runs_table(np.full(16, 60), p, (p > 0.3) & (p < 0.9)))
     assert row.status == "separated" and "p ≥ 0.96 left out" in row.message
-    assert row.p_star_lo == pytest.approx(0.2, rel=0.02)
-    assert row.p_star_hi == pytest.approx(0.45, rel=0.02)
+    assert 0.15 < row.p_star_lo < row.p_star < row.p_star_hi < 0.45
     only_falls = p < 0.3  # all generalize below, none above: no rise in the range
     _, row = _boundary_row(runs_table(np.full(16, 60), p, only_falls))
     assert row.status == "not monotone" and np.isnan(row.p_star)
@@ -293,7 +295,7 @@ def test_unfinished_and_diverged_runs_are_excluded_with_reasons(rng):
     runs = boundary_runs(rng, orders=(41,), seeds=8)
     runs.loc[0, "final_test_acc"] = np.nan
     runs.loc[1, ["diverged", "diverged_step"]] = [True, 250]
-    result = generalization_boundary(runs, n_boot=50)
+    result = generalization_boundary(runs)
     assert result.n_runs == len(runs) - 2
     reasons = dict(zip(result.excluded.run_id, result.excluded.reason, strict=True))
     assert reasons == {"run00000": "unfinished: final_test_acc is NaN",
@@ -303,15 +305,15 @@ def test_unfinished_and_diverged_runs_are_excluded_with_reasons(rng):
 def test_optional_columns_are_not_required(rng):
     runs = boundary_runs(rng, orders=(23, 41, 71), seeds=8)
     slim = runs[["group", "M", "train_fraction", "generalized", "c_eff"]]
-    assert generalization_boundary(slim, n_boot=50).status == "ok"
+    assert generalization_boundary(slim).status == "ok"
     assert collapse(slim).status == "ok"
 
 
 def test_boundary_law_with_three_groups_skips_free_form(rng):
-    boundary = generalization_boundary(boundary_runs(rng, orders=(23, 71, 127)), n_boot=100)
+    boundary = generalization_boundary(boundary_runs(rng, orders=(23, 71, 127)))
     row = boundary_law(boundary).table.iloc[0]
     assert row.status == "ok" and np.isfinite(row.c) and np.isfinite(row.b_g1)
-    assert np.isnan(row.b_free) and "≥ 4 groups" in row.message
+    assert np.isnan(row.b_free) and "≥ 4 distinct M" in row.message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +424,7 @@ def test_memorization_width_compares_with_theorem_3_for_the_group(rng):
 def test_conditions_split_fits(rng, column, values, labels):
     runs = pd.concat([boundary_runs(rng, orders=(23, 41, 71)).assign(**{column: value})
                       for value in values], ignore_index=True)
-    boundary = generalization_boundary(runs, n_boot=50)
+    boundary = generalization_boundary(runs)
     assert len(boundary.table) == 6 and set(boundary.table.condition) == labels
     assert len(boundary_law(boundary).table) == 2
 
@@ -487,7 +489,7 @@ def irrep_runs(rng, variable="d_R", exponent=1.0, constant=0.5, specs=IRREP_GROU
 @pytest.mark.parametrize("truth", ["d_R", "d_k"])
 def test_irrep_scaling_favours_the_planted_variable_and_shows_the_type_contrast(rng, truth):
     runs = irrep_runs(rng, truth)
-    result = irrep_scaling(generalization_boundary(runs, n_boot=200), runs)
+    result = irrep_scaling(generalization_boundary(runs), runs)
     table = result.table.set_index("candidate")
     assert result.status == "ok" and table.loc["d_R", "n_groups"] == 9
     if truth == "d_R":
@@ -512,8 +514,8 @@ def test_irrep_scaling_cannot_tell_groups_that_do_not_separate_the_variables(rng
     """Groups whose d_k and d_R move together (all real irreps, plus Z_23 alone): the comparison
     of d_k with d_R cannot be decided by Z_23 alone within the scatter."""
     runs = irrep_runs(rng, "d_R", specs=("dihedral20", "dihedral24", "S4", "A4", "23"),
-                      seeds=4, width=0.6)
-    result = irrep_scaling(generalization_boundary(runs, n_boot=200), runs)
+                      seeds=4, width=0.3)
+    result = irrep_scaling(generalization_boundary(runs), runs)
     assert (result.table["favoured"] == "cannot tell").all()
     assert "d_k" in result.table["indistinct"].iloc[0] or result.table["best"].iloc[0] == "d_k"
 
@@ -522,7 +524,7 @@ def test_irrep_scaling_keeps_a_group_that_never_generalized_as_a_bound(rng):
     runs = irrep_runs(rng, "d_R")
     lost = runs[runs.group == "S4"].index
     runs.loc[lost, "generalized"] = False  # S4 never generalized on its grid
-    result = irrep_scaling(generalization_boundary(runs, n_boot=100), runs)
+    result = irrep_scaling(generalization_boundary(runs), runs)
     assert result.table.iloc[0].n_groups == 8
     bound = result.detail.set_index("group").loc["S4"]
     largest_p = runs.loc[lost, "train_fraction"].max()
@@ -531,7 +533,7 @@ def test_irrep_scaling_keeps_a_group_that_never_generalized_as_a_bound(rng):
 
 def test_irrep_scaling_needs_three_groups(rng):
     runs = irrep_runs(rng, "d_R", specs=("dihedral24", "dicyclic24"), seeds=4)
-    result = irrep_scaling(generalization_boundary(runs, n_boot=50), runs)
+    result = irrep_scaling(generalization_boundary(runs), runs)
     assert result.status == "insufficient" and "needs ≥ 3 groups" in result.message
 
 
@@ -572,7 +574,7 @@ def grok_law_runs(rng, seeds=3, steps=3000, eval_every=20, memorized=20):
 def test_grok_law_recovers_each_optimizers_exponents_and_the_unlimited_boundary(rng):
     runs = grok_law_runs(rng)
     # 99% intervals: eight of them checked at once, each a single simulated sweep
-    result = grok_law(runs, generalization_boundary(runs, n_boot=100), level=0.99)
+    result = grok_law(runs, generalization_boundary(runs), level=0.99)
     assert result.status == "ok" and result.table["n_censored"].min() > 20
     table = result.table.set_index("optimizer")
     for optimizer, (_, a, nu, _, _) in GROK_LAW.items():

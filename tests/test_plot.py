@@ -66,7 +66,7 @@ def test_every_figure_shows_itself_in_jupyter_without_pyplot(rng):
 
 def test_phase_diagram_and_collapse_name_the_verdict_on_c(rng, tmp_path):
     runs = boundary_runs(rng, seeds=8)
-    boundary = generalization_boundary(runs, n_boot=100)
+    boundary = generalization_boundary(runs)
     law = boundary_law(boundary)
     figure = plot_phase_diagram(boundary, law)
     assert_png(figure, tmp_path, "phase")
@@ -106,7 +106,7 @@ def test_lr_effect_memorization_width_and_irrep_scaling(rng, tmp_path):
                "width")
     runs = irrep_runs(rng, "d_R", seeds=6)
     figure = plot_irrep_scaling(irrep_scaling(
-        generalization_boundary(runs, n_boot=100), runs, n_boot=100))
+        generalization_boundary(runs), runs, n_boot=100))
     assert_png(figure, tmp_path, "irrep")
     assert _tick_labels(figure.axes[0]) == ["1", "2", "3"]  # d_k: the values the groups take
     assert _tick_labels(figure.axes[1]) == ["2", "3", "4", "6"]  # d_R
@@ -115,7 +115,7 @@ def test_lr_effect_memorization_width_and_irrep_scaling(rng, tmp_path):
 
 def test_grok_law(rng, tmp_path):
     runs = grok_law_runs(rng)
-    figure = plot_grok_law(grok_law(runs, generalization_boundary(runs, n_boot=50)))
+    figure = plot_grok_law(grok_law(runs, generalization_boundary(runs)))
     assert_png(figure, tmp_path, "grok_law")
     assert len(figure.axes) == 6  # a row of three per optimizer
     assert figure.axes[1].get_title().startswith("optimizer=adam: a = ")
@@ -123,7 +123,7 @@ def test_grok_law(rng, tmp_path):
 
 def test_unusable_fits_raise_plot_skipped_with_the_reason(rng):
     runs = boundary_runs(rng, orders=(41,), seeds=4).assign(generalized=True)
-    boundary = generalization_boundary(runs, n_boot=20)
+    boundary = generalization_boundary(runs)
     with pytest.raises(PlotSkipped, match="every run generalized"):
         plot_phase_diagram(boundary, None)
     with pytest.raises(PlotSkipped, match="needs the curves table"):
@@ -241,7 +241,7 @@ def test_grokking_time_against_every_swept_field_with_censored_runs(rng, tmp_pat
 
 def test_generalization_map_of_one_group_and_its_phase_diagram_refused(rng, tmp_path):
     runs = tfwd_runs(rng)
-    boundary = generalization_boundary(runs, n_boot=100)
+    boundary = generalization_boundary(runs)
     with pytest.raises(PlotSkipped, match=r"one group only \(71, M = 71\).*generalization_map"):
         plot_phase_diagram(boundary, boundary_law(boundary))
     cells = generalization_map(runs)

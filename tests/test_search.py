@@ -99,7 +99,7 @@ def test_a_search_refines_the_boundary_round_by_round(searched):
     assert len(later) and later.between(low, high).all()
     assert (runs.groupby("train_fraction").size() == 3).all()  # every seed at every value
     # The fits read the union unchanged.
-    boundary = generalization_boundary(runs, n_boot=200).table.iloc[0]
+    boundary = generalization_boundary(runs).table.iloc[0]
     assert low <= boundary["p_star"] <= high
 
 
@@ -134,7 +134,7 @@ def test_next_round_places_values_at_the_estimate_and_never_repeats_one():
     new = rounds.next_round(parsed, [first], table)
     values = sorted({run.config.train_fraction for _, run in new})
     assert len(values) == 2 and all(0.6 < v < 0.75 for v in values)
-    boundary = generalization_boundary(table, n_boot=rounds.BOOTSTRAP).table.iloc[0]
+    boundary = generalization_boundary(table).table.iloc[0]
     assert boundary["status"] == "separated"
     assert boundary["p_star_hi"] - boundary["p_star_lo"] > parsed.search.ci_width
     assert all(index == 0 and run.round == 2 for index, run in new) and len(new) == 2 * 3

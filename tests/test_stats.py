@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as distributions
 
-from grokjax import stats
+from grokjax import stats, survival
 
 # Heinze & Schemper (2002), the endometrial cancer data (79 patients; HG = high histology grade)
 # as shipped with R's logistf. logistf(HG ~ NV + PI + EH) gives these Firth estimates.
@@ -96,7 +96,7 @@ def test_censored_fit_of_exact_times_is_least_squares():
     x = rng.uniform(-3, 0, 200)
     times = np.exp(2.0 - 0.8 * x + 0.3 * rng.normal(size=200))
     design = np.column_stack([np.ones_like(x), x])
-    fit = stats.interval_censored_lognormal(times, times, design)
+    fit = survival.interval_censored_lognormal(times, times, design)
     ols, *_ = np.linalg.lstsq(design, np.log(times), rcond=None)
     np.testing.assert_allclose(fit.coef, ols, rtol=1e-6)
     np.testing.assert_allclose(fit.sigma, np.sqrt(np.mean((np.log(times) - design @ ols) ** 2)),
@@ -114,7 +114,7 @@ def test_censored_fit_covers_the_slope_where_dropping_the_censored_runs_does_not
     replicates = 300
     for _ in range(replicates):
         design, lower, upper = simulated_grok_times(rng)
-        fit = stats.interval_censored_lognormal(lower, upper, design)
+        fit = survival.interval_censored_lognormal(lower, upper, design)
         censored_hits += fit.lo[1] <= -1.0 <= fit.hi[1]
         grokked = np.isfinite(upper)
         line = stats.ols(design[grokked, 1], np.log(upper[grokked]))
@@ -207,7 +207,7 @@ def test_threshold_fit_covers_the_exponents_and_each_threshold():
     hits = np.zeros(5)
     for _ in range(60):
         design, p, group, lower, upper, thresholds = simulated_threshold_sweep(rng)
-        fit = stats.threshold_censored_lognormal(lower, upper, design, p, group)
+        fit = survival.threshold_censored_lognormal(lower, upper, design, p, group)
         assert fit.fit.converged and fit.fit.n_censored > 0.25 * p.size
         hits[:2] += (fit.fit.lo[1:] <= [-1.0, 1.0]) & ([-1.0, 1.0] <= fit.fit.hi[1:])
         hits[2:] += (fit.threshold_lo <= thresholds) & (thresholds <= fit.threshold_hi)

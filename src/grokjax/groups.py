@@ -374,6 +374,22 @@ _FAMILY_PATTERNS = [
 ]
 
 
+def family(spec: str) -> str:
+    """The family a spec names, from its syntax alone: "cyclic" ("23", and "mul23", cyclic of
+    order 22), "cyclic product" ("2x3x4"), "product" ("S4x3"), or the family word ("dihedral",
+    "dicyclic", "semidirect", "symmetric", "alternating", "SL2", "expr")."""
+    text = str(spec).strip().replace(" ", "")
+    if text.startswith("expr:"):
+        return "expr"
+    if text.isdigit():
+        return "cyclic"
+    if "x" in text:
+        return "cyclic product" if all(part.isdigit() for part in text.split("x")) else "product"
+    word = re.match(r"[A-Za-z]+", text)
+    word = word[0].lower() if word else ""
+    return {"s": "symmetric", "a": "alternating", "sl": "SL2", "mul": "cyclic"}.get(word, word)
+
+
 @lru_cache(maxsize=64)
 def parse_group(spec: str) -> Group:
     """Build the group named by ``spec``; raise GroupError with the accepted forms otherwise."""

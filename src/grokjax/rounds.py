@@ -3,9 +3,10 @@
 Round 1 trains every condition (a run of the grid without the searched field and the seed, e.g.
 one group) at ``points`` values spread over ``bounds``. Each later round fits the boundary of
 every condition whose CI is still wider than ``ci_width`` (the boundary analysis's Firth
-logistic fit, ``analysis.boundary.generalization_boundary``) and adds ``new_points`` values
-there: the current estimate of p*, then the ends of its CI; or, while the data only bracket p*
-(a sharp or an unfittable transition), values that cut the bracket into equal parts in log p.
+logistic fit and its profile interval, ``analysis.boundary.generalization_boundary``) and adds
+``new_points`` values there: the current estimate of p*, then the ends of its CI; or, while the
+data only bracket p* (no partial cell yet, or no fit), values that cut the bracket into equal
+parts in log p.
 Each is snapped to a lattice of ``resolution`` steps over the bounds and is never a value
 already tried. The search ends when every condition is narrow enough or out of candidates,
 after ``max_rounds``, or when the next round would pass ``max_runs`` runs or ``max_run_steps``
@@ -20,6 +21,7 @@ This planner is fed by the analyses and sits above them; the settings it reads a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 
@@ -32,7 +34,6 @@ from grokjax.plan import PlannedRun
 from grokjax.search import Search, train_fraction
 from grokjax.spec import SweepSpec
 
-BOOTSTRAP = 400  # replicates per boundary fit between rounds
 Round = list[tuple[int | None, PlannedRun]]  # (search condition, run); None for a fixed grid
 
 
@@ -54,29 +55,33 @@ def first_round(spec: SweepSpec) -> Round:
             for run in _runs_at(search, condition, lattice[picks])]
 
 
+@functools.lru_cache(maxsize=256)
+def _lattice_fractions(search: Search, condition) -> tuple[np.ndarray, np.ndarray]:
+    """The train fractions of a condition's lattice, ascending, and their lattice indices."""
+    fractions = np.array([train_fraction(search, condition, v) for v in search.lattice()])
+    order = np.argsort(fractions)
+    return fractions[order], order
+
+
 def _fraction_to_index(search: Search, condition, fraction: float) -> float:
     """The (fractional) lattice index of a train fraction, by interpolation on the lattice."""
-    lattice = search.lattice()
-    fractions = np.array([train_fraction(search, condition, v) for v in lattice])
-    order = np.argsort(fractions)
-    return float(np.interp(fraction, fractions[order], np.arange(len(lattice))[order]))
+    fractions, indices = _lattice_fractions(search, condition)
+    return float(np.interp(fraction, fractions, indices))
 
 
 def _candidates(row: pd.Series, cells: pd.DataFrame, count: int) -> list[float]:
     """Train fractions worth trying next, best first: the estimate and the ends of its CI; for a
-    bracket (a sharp or an unfittable transition), ``count`` values cutting it into equal parts
-    in log p, the middle ones first."""
+    transition with no partial cell yet (or no fit), ``count`` values cutting the bracket of the
+    cells into equal parts in log p, the middle ones first."""
     if row["status"] == "ok":
-        return [row["p_star"], row["p_star_lo"], row["p_star_hi"]]
-    if row["status"] == "separated":
-        lo, hi = row["p_star_lo"], row["p_star_hi"]
-    else:
-        fraction = cells["n_generalized"] / cells["n"]
-        above = cells.loc[fraction >= 0.5, "train_fraction"]
-        below = cells.loc[fraction < 0.5, "train_fraction"]
-        if above.empty or below.empty or below[below < above.min()].empty:
-            return []  # no transition inside the bounds: nothing to refine
-        lo, hi = below[below < above.min()].max(), above.min()
+        return [v for v in (row["p_star"], row["p_star_lo"], row["p_star_hi"])
+                if 0 < v < math.inf]
+    fraction = cells["n_generalized"] / cells["n"]
+    above = cells.loc[fraction >= 0.5, "train_fraction"]
+    below = cells.loc[fraction < 0.5, "train_fraction"]
+    if above.empty or below.empty or below[below < above.min()].empty:
+        return []  # no transition inside the bounds: nothing to refine
+    lo, hi = below[below < above.min()].max(), above.min()
     cuts = sorted(range(1, count + 1), key=lambda k: (abs(2 * k - count - 1), k))
     return [float(lo * (hi / lo) ** (k / (count + 1))) for k in cuts]
 
@@ -93,15 +98,18 @@ def _next_configs(search: Search, conditions: list, finished: pd.DataFrame, trie
         return []
     lattice = search.lattice()
     open_conditions = []
+    boundary = generalization_boundary(finished, within="search_condition")
+    rows = boundary.table.set_index("search_condition")
     for index, condition in enumerate(conditions):
-        mine = finished[finished["search_condition"] == index]
-        boundary = generalization_boundary(mine, n_boot=BOOTSTRAP, seed=index)
-        row = boundary.table.iloc[0]
+        if index not in rows.index:  # none of its runs is usable (all diverged)
+            continue
+        row = rows.loc[index]
+        cells = boundary.detail[boundary.detail["search_condition"] == index]
         width = row["p_star_hi"] - row["p_star_lo"]
         if search.ci_width is not None and np.isfinite(width) and width <= search.ci_width:
             continue
         picks = []
-        candidates = _candidates(row, boundary.detail, search.new_points)
+        candidates = _candidates(row, cells, search.new_points)
         # Only values inside the interval (or bracket) the candidates span: once its
         # neighbours on the lattice are all tried, the condition is resolved at that resolution.
         span = sorted(_fraction_to_index(search, condition, f)

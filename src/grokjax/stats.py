@@ -1,14 +1,14 @@
-"""Statistics primitives of the fits: Wilson intervals, OLS, weighted least squares and Firth's
-penalised logistic regression. Plain numpy/scipy in, plain numbers out; nothing here knows
-about runs tables."""
+"""Statistics primitives of the fits: Wilson intervals, OLS, weighted least squares, Firth's
+penalised logistic regression and its midpoint's profile interval, and random-effects
+regression of points known to their own errors (censored times are ``survival``'s). Plain
+numpy/scipy in, plain numbers out; nothing here knows about runs tables."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import special, stats
 
 MIN_DISTINCT_X = 3  # a line through two points fits exactly: no test of the form, no honest CI
 _MAX_NEWTON_STEP = 2.0  # keeps Newton from overshooting while a replicate is near separation
@@ -118,206 +118,95 @@ def firth_logistic(design: np.ndarray, n: np.ndarray, k: np.ndarray, max_iter: i
 
 
 @dataclass(frozen=True)
-class CensoredFit:
-    """A log-normal accelerated-failure-time fit: log T = design·coef + sigma·ε, ε ~ N(0, 1)."""
+class Midpoint:
+    """Where a logistic curve P(x) = σ((x − centre)/width) crosses one half, fitted to binomial
+    counts: Firth's estimate and the profile-likelihood interval of the centre (−inf/+inf: the
+    data do not close that end within ``reach`` of their range)."""
 
-    coef: np.ndarray  # (params,)
-    lo: np.ndarray  # Wald interval at the requested level, from the observed information
-    hi: np.ndarray
-    se: np.ndarray
-    sigma: float
-    log_likelihood: float
+    centre: float
+    lo: float
+    hi: float
+    width: float  # > 0 for a rising curve; ≤ 0 or NaN: no rising curve to cut
     converged: bool
-    n_events: int  # observations with a finite upper bound (the event happened by then)
-    n_censored: int  # right-censored: still waiting at their lower bound
 
 
-def _log_interval_probability(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """log(Φ(high) − Φ(low)) for low < high, accurate in either tail."""
-    upper_tail = low > 0  # both in the upper tail: Φ(high) − Φ(low) = Φ(−low) − Φ(−high)
-    a = np.where(upper_tail, -high, low)
-    b = np.where(upper_tail, -low, high)
-    log_b, log_a = special.log_ndtr(b), special.log_ndtr(a)
-    with np.errstate(divide="ignore"):
-        return log_b + np.log1p(-np.exp(log_a - log_b))
+_PROFILE_CENTRES, _REFINE_CENTRES = 61, 13
+_PROFILE_WIDTHS = np.geomspace(1e-3, 10.0, 32)  # in units of the data's standardised spread
 
 
-class _CensoredLikelihood:
-    """The log-normal AFT log-likelihood of interval-censored times (see
-    ``interval_censored_lognormal``) for any mean μ(params) of log T with its Jacobian, and its
-    maximisation; the linear law and the threshold law below differ only in μ."""
-
-    def __init__(self, lower, upper, mean: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]):
-        self.lower, self.upper = np.asarray(lower, float), np.asarray(upper, float)
-        self.exact = self.lower == self.upper
-        with np.errstate(divide="ignore"):
-            self.log_lower, self.log_upper = np.log(self.lower), np.log(self.upper)
-        self.mean = mean
-
-    def negative_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """−log-likelihood and its gradient at theta = (mean parameters, log sigma). A mean of
-        +inf (an event that never comes) gives a censored observation probability 1."""
-        exact, log_sigma = self.exact, theta[-1]
-        sigma = np.exp(log_sigma)
-        mean, jacobian = self.mean(theta[:-1])
-        with np.errstate(invalid="ignore"):
-            z_low, z_high = (self.log_lower - mean) / sigma, (self.log_upper - mean) / sigma
-        z_high = np.where(np.isposinf(self.upper), np.inf, z_high)  # inf − inf: still waiting
-        z_exact = np.where(exact, z_high, 0.0)
-        log_p = np.where(exact, -log_sigma - 0.5 * z_exact**2 - 0.5 * np.log(2 * np.pi)
-                         - np.where(exact, self.log_upper, 0.0),
-                         _log_interval_probability(np.where(exact, -1.0, z_low),
-                                                   np.where(exact, 1.0, z_high)))
-        # d log P / d mean and d log P / d log sigma; φ(z)/P in log space, z·φ(z) → 0 at ±∞
-        log_density = stats.norm.logpdf
-        ratio_high = np.exp(log_density(z_high) - log_p)
-        ratio_low = np.exp(log_density(z_low) - log_p)
-        z_phi = (np.where(np.isfinite(z_high), z_high, 0.0) * ratio_high
-                 - np.where(np.isfinite(z_low), z_low, 0.0) * ratio_low)
-        d_mean = np.where(exact, z_exact / sigma, -(ratio_high - ratio_low) / sigma)
-        d_log_sigma = np.where(exact, z_exact**2 - 1.0, -z_phi)
-        gradient = np.concatenate([jacobian.T @ d_mean, [d_log_sigma.sum()]])
-        return -log_p.sum(), -gradient
-
-    def start_times(self) -> np.ndarray:
-        """A time per observation to start from: exact, the geometric middle of an interval
-        (half its upper bound when it starts at 0), or the lower bound of a censored one."""
-        lower, upper = self.lower, self.upper
-        middle = np.where(lower > 0, np.sqrt(lower * upper), upper / 2)
-        times = np.where(np.isfinite(upper), np.where(self.exact, upper, middle), lower)
-        return np.maximum(times, np.finfo(float).tiny)
-
-    def maximise(self, theta0: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
-        """(theta, covariance from the observed information, log-likelihood, converged); the
-        Hessian by central differences of the analytic gradient."""
-        result = optimize.minimize(self.negative_and_gradient, theta0, jac=True, method="BFGS",
-                                   options={"gtol": 1e-8, "maxiter": 2000})
-        theta = result.x
-        step = 1e-5 * np.maximum(1.0, np.abs(theta))
-        hessian = np.empty((len(theta), len(theta)))
-        for j in range(len(theta)):
-            shift = np.zeros_like(theta)
-            shift[j] = step[j]
-            hessian[:, j] = (self.negative_and_gradient(theta + shift)[1]
-                             - self.negative_and_gradient(theta - shift)[1]) / (2 * step[j])
-        try:
-            covariance = np.linalg.inv((hessian + hessian.T) / 2)
-        except np.linalg.LinAlgError:
-            covariance = np.full_like(hessian, np.nan)
-        converged = bool(result.success or np.abs(result.jac).max() < 1e-4)
-        return theta, covariance, float(-result.fun), converged
+def _penalised_log_likelihood(u, n, k, centre, width):
+    """Firth-penalised binomial log-likelihood of σ((u − centre)/width) at every (centre, width)
+    pair broadcast over the last axis (cells); the penalty is ½ log det of the information of the
+    (intercept, slope) parametrisation, as in ``firth_logistic``."""
+    eta = (u - centre) / width
+    tail = np.exp(-np.abs(eta))  # log σ(±η) and σ(η)σ(−η) from one exponential and one log
+    log_both = -np.log1p(tail)
+    log_likelihood = (k * (log_both - np.maximum(-eta, 0))
+                      + (n - k) * (log_both - np.maximum(eta, 0))).sum(-1)
+    weight = n * tail / (1 + tail) ** 2
+    s0, s1, s2 = weight.sum(-1), (weight * u).sum(-1), (weight * u * u).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return log_likelihood + 0.5 * np.log(np.maximum(s0 * s2 - s1**2, 0.0))
 
 
-def _wald(coef: np.ndarray, covariance: np.ndarray, level: float):
-    with np.errstate(invalid="ignore"):
-        se = np.sqrt(np.diag(covariance))[:len(coef)]
-    half = stats.norm.ppf(0.5 + level / 2) * se
-    return se, coef - half, coef + half
+def _profile_over_width(u, n, k, centres):
+    """The penalised log-likelihood maximised over the width, for each centre: the grid's best
+    width refined by a parabola through its neighbours in log width."""
+    values = _penalised_log_likelihood(u, n, k, centres[:, None, None],
+                                       _PROFILE_WIDTHS[None, :, None])  # (centres, widths)
+    best = np.clip(np.argmax(values, axis=1), 1, len(_PROFILE_WIDTHS) - 2)
+    rows = np.arange(len(centres))
+    left, mid, right = (values[rows, best + d] for d in (-1, 0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curvature = left - 2 * mid + right
+        vertex = np.where(curvature < 0, mid - (right - left) ** 2 / (8 * curvature), mid)
+    return np.where(np.isfinite(vertex), np.maximum(vertex, mid), mid)
 
 
-def interval_censored_lognormal(lower: np.ndarray, upper: np.ndarray, design: np.ndarray,
-                                level: float = 0.95) -> CensoredFit:
-    """Maximum likelihood of a log-normal AFT model for event times known only to intervals.
+def logistic_midpoint(x, n, k, level: float = 0.95, reach: float = 1.0) -> Midpoint:
+    """The x at which P(success) = σ((x − centre)/width) is one half, from k successes of n per
+    cell at x: Firth's penalised estimate, and the penalised profile-likelihood interval — every
+    centre whose likelihood, maximised over the width, lies within χ²₁(level)/2 of the best.
 
-    Observation i happened in (lower_i, upper_i]: ``upper`` = inf for a right-censored one
-    (still waiting when observed last), ``lower`` = 0 for one that had happened by its first
-    look, ``lower == upper`` for an exact time. Each contributes log P(lower < T ≤ upper) (its
-    density when exact), so an event seen at an evaluation counts as "between the previous
-    evaluation and this one" and a run that ended first as "later than its last step", never as
-    a failure. The interval on each coefficient is Wald's, from the observed information (the
-    Hessian of the log-likelihood at the optimum, by central differences of the analytic
-    gradient).
-
-    This is what lifelines' ``LogNormalAFTFitter.fit_interval_censoring`` fits; it is written
-    here on scipy because lifelines pins pandas < 3, which would downgrade every user's pandas.
+    Chosen over a bootstrap of the cells (which cannot vary a 0/n or n/n cell and so collapses
+    to the bracket of a sharp transition) and the Wald interval (symmetric where the likelihood
+    is not) because it keeps its coverage from separated to shallow transitions with a few
+    seeds per cell (tests/test_calibration.py); the penalty keeps the likelihood bounded when no
+    cell is partial. The interval is searched within ``reach`` times the data's range beyond it.
     """
-    design = np.asarray(design, float)
-    likelihood = _CensoredLikelihood(lower, upper, lambda coef: (design @ coef, design))
-    log_times = np.log(likelihood.start_times())
-    start, *_ = np.linalg.lstsq(design, log_times, rcond=None)
-    residual_scale = np.std(log_times - design @ start) or 1.0
-    theta, covariance, log_likelihood, converged = likelihood.maximise(
-        np.concatenate([start, [np.log(residual_scale)]]))
-    coef = theta[:-1]
-    se, lo, hi = _wald(coef, covariance, level)
-    return CensoredFit(coef, lo, hi, se, float(np.exp(theta[-1])), log_likelihood,
-                       converged and bool(np.isfinite(se).all()),
-                       int(np.isfinite(likelihood.upper).sum()),
-                       int((~np.isfinite(likelihood.upper)).sum()))
-
-
-@dataclass(frozen=True)
-class ThresholdFit:
-    """log T = design·coef − nu·log(x/θ_g − 1) + sigma·ε above each group's threshold θ_g; the
-    event never comes at x ≤ θ_g. ``fit.coef`` ends with nu."""
-
-    fit: CensoredFit
-    threshold: np.ndarray  # θ_g, per group in ``groups`` order
-    threshold_lo: np.ndarray
-    threshold_hi: np.ndarray
-    groups: np.ndarray
-
-
-def threshold_censored_lognormal(lower, upper, design, x, group,
-                                 level: float = 0.95) -> ThresholdFit:
-    """Interval-censored log-normal times that diverge at a threshold of x, one per group:
-    log T = design·coef − nu·log(x/θ_g − 1) + sigma·ε for x > θ_g, and T = ∞ for x ≤ θ_g (e.g.
-    grokking time against the train fraction x, which diverges at the boundary θ_g of a group).
-
-    Observations as in ``interval_censored_lognormal``: a censored one at x ≤ θ_g has
-    probability 1, an event at x ≤ θ_g is impossible, so θ_g lies below the smallest x of the
-    group's events (each θ_g is fitted as that bound times a logistic). Maximum likelihood over
-    coef, nu, sigma and every θ_g jointly; Wald intervals from the observed information, each
-    θ_g's on the logistic scale and mapped back (so it stays below the bound).
-    """
-    design, x = np.asarray(design, float), np.asarray(x, float)
-    upper = np.asarray(upper, float)
-    groups, index = np.unique(np.asarray(group), return_inverse=True)
-    happened = np.isfinite(upper)
-    cap = np.array([x[(index == g) & happened].min(initial=np.inf) for g in range(len(groups))])
-    if not np.isfinite(cap).all():
-        raise ValueError("every group needs an event (a finite upper bound) to bound its θ")
-    params = design.shape[1]
-
-    def mean(theta):
-        coef, nu, logit = theta[:params], theta[params], theta[params + 1:]
-        share = special.expit(logit)
-        threshold = cap * share
-        above = x > threshold[index]
-        gap = np.where(above, x - threshold[index], 1.0)
-        log_distance = np.where(above, np.log(gap / threshold[index]), 0.0)
-        mu = np.where(above, design @ coef - nu * log_distance, np.inf)
-        # d mu / d logit_g = nu·x·(1 − share)/(x − θ) for the group's observations above θ
-        slope = np.where(above, nu * x * (1 - share[index]) / gap, 0.0)
-        jacobian = np.concatenate([np.where(above[:, None], design, 0.0),
-                                   -np.where(above, log_distance, 0.0)[:, None],
-                                   slope[:, None] * (index[:, None] == np.arange(len(groups)))],
-                                  axis=1)
-        return mu, jacobian
-
-    likelihood = _CensoredLikelihood(lower, upper, mean)
-    # Start: each threshold a tenth below its bound, coef and nu by least squares on the events.
-    logit0 = np.full(len(groups), special.logit(0.9))
-    log_distance = np.log(x / (0.9 * cap[index]) - 1, where=x > 0.9 * cap[index],
-                          out=np.zeros_like(x))
-    events = happened & (x > 0.9 * cap[index])
-    start_design = np.column_stack([design, -log_distance])[events]
-    log_times = np.log(likelihood.start_times()[events])
-    start, *_ = np.linalg.lstsq(start_design, log_times, rcond=None)
-    residual_scale = np.std(log_times - start_design @ start) or 1.0
-    theta, covariance, log_likelihood, converged = likelihood.maximise(
-        np.concatenate([start, logit0, [np.log(residual_scale)]]))
-    coef = theta[:params + 1]
-    se, lo, hi = _wald(coef, covariance, level)
-    logit = theta[params + 1:-1]
-    with np.errstate(invalid="ignore"):
-        logit_se = np.sqrt(np.diag(covariance))[params + 1:-1]
-    half = stats.norm.ppf(0.5 + level / 2) * logit_se
-    fit = CensoredFit(coef, lo, hi, se, float(np.exp(theta[-1])), log_likelihood,
-                      converged and bool(np.isfinite(se).all() and np.isfinite(logit_se).all()),
-                      int(happened.sum()), int((~happened).sum()))
-    return ThresholdFit(fit, cap * special.expit(logit), cap * special.expit(logit - half),
-                        cap * special.expit(logit + half), groups)
+    x, n, k = (np.asarray(a, float) for a in (x, n, k))
+    mean, spread = x.mean(), max(float(x.std()), 1e-12)
+    u = (x - mean) / spread
+    beta, converged = firth_logistic(np.stack([np.ones_like(u), u], axis=1), n, k[None])
+    intercept, slope = beta[0]
+    if not converged[0] or not slope > 0:
+        return Midpoint(np.nan, np.nan, np.nan, spread / slope if slope else np.nan,
+                        bool(converged[0]))
+    centre = -intercept / slope
+    best = float(_penalised_log_likelihood(u, n, k, centre, 1 / slope))
+    cutoff = best - stats.chi2.ppf(level, 1) / 2
+    span = max(float(np.ptp(u)), 1.0)
+    # The grid holds the estimate itself, so a peak narrower than its step is not missed.
+    centres = np.sort(np.append(np.linspace(u.min() - reach * span, u.max() + reach * span,
+                                            _PROFILE_CENTRES), centre))
+    inside = _profile_over_width(u, n, k, centres) >= cutoff
+    inside[np.searchsorted(centres, centre)] = True
+    first, last = int(np.argmax(inside)), len(inside) - 1 - int(np.argmax(inside[::-1]))
+    # Refine each closed end on a fine grid between the last centre inside and the next outside
+    # (both ends in one evaluation), then interpolate the crossing linearly.
+    closed = [(index, outward) for index, outward in ((first, -1), (last, 1))
+              if 0 <= index + outward < len(centres)]
+    ends = {-1: -np.inf, 1: np.inf}
+    fine = np.array([np.linspace(centres[index], centres[index + outward], _REFINE_CENTRES)
+                     for index, outward in closed]).reshape(len(closed), _REFINE_CENTRES)
+    profile = (_profile_over_width(u, n, k, fine.ravel()) - cutoff).reshape(fine.shape)
+    for (_, outward), points, values in zip(closed, fine, profile, strict=True):
+        step = max(int(np.argmax(values < 0)), 1)  # the first fine centre outside
+        a, b = values[step - 1], values[step]
+        ends[outward] = points[step - 1] + (points[step] - points[step - 1]) * a / (a - b)
+    lo, hi = ends[-1], ends[1]
+    return Midpoint(mean + spread * centre, mean + spread * min(lo, centre),
+                    mean + spread * max(hi, centre), spread / slope, True)
 
 
 # ---------------------------------------------------------------------------------------------

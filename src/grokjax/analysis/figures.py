@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,6 +137,12 @@ def law_fit_row(law: FitResult | None, condition: str) -> pd.Series | None:
 
 def interval_text(value: float, lo: float, hi: float) -> str:
     return f"{value:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def wrapped(text: str, width: int = 52) -> str:
+    """A long legend entry (a verdict with its reason) on lines of ``width`` characters, so that
+    it cannot squeeze the axes."""
+    return textwrap.fill(text, width)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 fitted per optimizer over groups, train fractions p, learning rates and weight decays η, with
 each group's boundary p* a parameter: the train fraction below which the run never groks,
 however long it trains. Grok steps are known to one evaluation interval and runs that end first
-are right-censored (``stats.threshold_censored_lognormal``), never counted as failures. With
+are right-censored (``survival.threshold_censored_lognormal``), never counted as failures. With
 p* fitted, the law extrapolates the boundary to unlimited steps, and says where the boundary of
 a finite step budget sits above it.
 
@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from grokjax import stats
+from grokjax import stats, survival
 from grokjax.analysis.core import (
     Analysis,
     FitResult,
@@ -146,7 +146,7 @@ def _fit_condition(cell: pd.DataFrame, level: float) -> tuple[dict, pd.DataFrame
 
     def fitted(*columns):
         design = np.stack([np.ones_like(log_lr), *columns], 1)
-        return stats.threshold_censored_lognormal(cell["lower"], cell["upper"], design,
+        return survival.threshold_censored_lognormal(cell["lower"], cell["upper"], design,
                                                   cell["train_fraction"], cell["group"], level)
 
     fit = fitted(log_lr + log_eta)

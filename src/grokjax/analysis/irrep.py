@@ -98,10 +98,11 @@ def irrep_scaling(boundary: FitResult, runs: pd.DataFrame, level: float = 0.95,
 
     Per condition (e.g. per step budget), every candidate's law log c = a + e·log x is fitted
     across the groups with an estimated p* by a random-effects meta-regression (each group's
-    log c known to its bootstrap standard error, plus a scatter tau between groups; REML tau,
-    Knapp–Hartung interval on e). The candidates are compared by maximum likelihood; the best
-    is *favoured* only if a parametric bootstrap under each rival's fitted law makes the observed
-    likelihood gap unlikely (p < 0.05), otherwise the comparison reads "cannot tell". Groups of
+    log c known to the standard error of its profile interval, plus a scatter tau between
+    groups; REML tau, Knapp–Hartung interval on e). The candidates are compared by maximum
+    likelihood; the best is *favoured* only if a parametric bootstrap under each rival's fitted
+    law makes the observed likelihood gap unlikely (p < 0.05), otherwise the comparison reads
+    "cannot tell". Groups of
     one order with the same complex degrees (dihedral / dicyclic) are compared directly: their
     ratio of c, which d_k predicts to be 1. A group that never generalized bounds c from below.
     """
@@ -136,7 +137,7 @@ def irrep_scaling(boundary: FitResult, runs: pd.DataFrame, level: float = 0.95,
     status, message = overall(per_condition)
     method = (f"c = p*·M/ln M per group from the boundary fit; per candidate x, log c = a +"
               f" e·log x + u + ε with u ~ N(0, tau²) between groups and ε ~ N(0, se²) from each"
-              f" group's bootstrap (random-effects meta-regression: REML tau, {level:.0%}"
+              f" group's profile interval (random-effects meta-regression: REML tau, {level:.0%}"
               f" Knapp–Hartung interval on e); candidates compared by maximum likelihood, the best"
               f" favoured only if a parametric bootstrap ({n_boot} draws) from each rival's law"
               f" gives p < 0.05 for the observed gap, else 'cannot tell'")

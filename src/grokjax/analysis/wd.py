@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from grokjax import stats
+from grokjax import stats, survival
 from grokjax.analysis.core import (
     QUANTILES,
     Analysis,
@@ -34,6 +34,7 @@ from grokjax.analysis.figures import (
     fixed_ticks,
     interval_text,
     too_many,
+    wrapped,
     zero_on_log_axis,
 )
 from grokjax.analysis.markdown import markdown_table
@@ -72,7 +73,7 @@ def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
     true step lies in the evaluation interval before it; a run that had not grokked when its
     training ended is right-censored at its last step (``grok_intervals``). The slope is the
     maximum-likelihood log-normal accelerated-failure-time fit of these intervals
-    (``stats.interval_censored_lognormal``): dropping the censored runs would bias b towards 0
+    (``survival.interval_censored_lognormal``): dropping the censored runs would bias b towards 0
     where they sit at small η. A slope needs grokked runs at ≥ 3 distinct η. Its verdict is
     "not a test here" for an optimizer that normalises the gradient's scale.
     """
@@ -126,7 +127,7 @@ def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
                                " through fewer fits them exactly and tests nothing"})
             continue
         design = np.column_stack([np.ones(len(points)), np.log(points["eta"])])
-        fit = stats.interval_censored_lognormal(points["lower"], points["upper"], design, level)
+        fit = survival.interval_censored_lognormal(points["lower"], points["upper"], design, level)
         rows.append(row | {"b": fit.coef[1], "b_lo": fit.lo[1], "b_hi": fit.hi[1],
                            "b_se": fit.se[1], "a": fit.coef[0], "sigma": fit.sigma}
                     | ({} if fit.converged else {"status": "no convergence", "message":
@@ -191,7 +192,8 @@ def plot_wd_speed(wd: FitResult) -> Figure:
         law = wd.verdict(LAW_ETA_ZERO, label)
         heading = f"{label}\n" if label else ""  # the condition on a line of its own
         top.set(ylim=(-0.05, 1.12), ylabel=f"fraction of seeds grokked\n({what})",
-                title=f"{heading}η = 0 predicted never to grok" + (f" ({law})" if law else ""))
+                title=wrapped(f"{heading}η = 0 predicted never to grok"
+                              + (f" ({law})" if law else ""), 60))
         q25, median, q75 = (cells[q].to_numpy() for q in QUANTILES)
         grokked = np.isfinite(median)
         q25, middle = q25[grokked], median[grokked]
@@ -208,7 +210,7 @@ def plot_wd_speed(wd: FitResult) -> Figure:
             verdict = wd.verdict(LAW_WD_SLOPE, label)
             bottom.plot(eta, np.exp(row["a"]) * eta ** row["b"], color="black",
                         label=f"fit: b = {interval_text(row.b, row.b_lo, row.b_hi)}\n"
-                              f"({verdict})")
+                              + wrapped(f"({verdict})"))
             anchor = np.exp(row["a"]) * np.sqrt(eta[0] * eta[-1]) ** row["b"]
             bottom.plot(eta, anchor * (eta / np.sqrt(eta[0] * eta[-1])) ** PREDICTED_WD_SLOPE,
                         color="grey", ls="--", label=f"prediction b = {PREDICTED_WD_SLOPE:g}")
