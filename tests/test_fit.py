@@ -362,6 +362,15 @@ def test_wd_speed_counts_runs_that_ran_out_of_steps_as_censored(rng):
     assert "never" not in " ".join(result.excluded.reason)
 
 
+def test_wd_speed_gives_no_ci_where_one_line_passes_through_every_interval(rng):
+    """Grok steps that fall on one line, each to its evaluation interval: the likelihood is flat
+    along a ridge (σ → 0), so a Wald interval would be thousands wide; no CI is given instead."""
+    runs = wd_runs(rng, etas=(1e-4, 2e-4, 4e-4, 8e-4), noise=0.0, slope=-1.0, eval_every=50)
+    row = wd_speed(runs).table.iloc[0]
+    assert row.status == "no CI" and np.isnan([row.b_lo, row.b_hi]).all()
+    assert "evaluation interval" in row.message and np.isfinite(row.b)
+
+
 def test_wd_speed_refuses_a_two_point_slope(rng):
     result = wd_speed(wd_runs(rng, etas=(1e-4, 1e-3)))
     row = result.table.iloc[0]

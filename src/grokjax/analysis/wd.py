@@ -40,6 +40,7 @@ from grokjax.analysis.figures import (
 from grokjax.analysis.markdown import markdown_table
 from grokjax.schema import GROKKED_COLUMN, GROKKED_TEXT
 
+DEGENERATE_SIGMA = 0.1  # σ below this share of the intervals' log-width: no Wald CI is honest
 PREDICTED_WD_SLOPE = -1.0  # t_grok ~ 1/η
 LAW_WD_SLOPE = "slope b of log t_grok vs log η"
 LAW_ETA_ZERO = "fraction of η = 0 runs that grok"
@@ -128,10 +129,17 @@ def wd_speed(runs: pd.DataFrame, level: float = 0.95) -> FitResult:
             continue
         design = np.column_stack([np.ones(len(points)), np.log(points["eta"])])
         fit = survival.interval_censored_lognormal(points["lower"], points["upper"], design, level)
-        rows.append(row | {"b": fit.coef[1], "b_lo": fit.lo[1], "b_hi": fit.hi[1],
-                           "b_se": fit.se[1], "a": fit.coef[0], "sigma": fit.sigma}
-                    | ({} if fit.converged else {"status": "no convergence", "message":
-                        "the censored fit did not converge"}))
+        row |= {"b": fit.coef[1], "b_lo": fit.lo[1], "b_hi": fit.hi[1], "b_se": fit.se[1],
+                "a": fit.coef[0], "sigma": fit.sigma}
+        if not fit.converged:
+            row |= {"status": "no convergence", "message": "the censored fit did not converge"}
+        elif fit.sigma < DEGENERATE_SIGMA * np.median(np.log(
+                points["upper"] / points["lower"])[np.isfinite(points["upper"])]):
+            # far less scatter than the intervals allow: the likelihood is flat along a ridge
+            row |= {"status": "no CI", "b_lo": np.nan, "b_hi": np.nan, "message":
+                    "one line passes through every grok step's evaluation interval: the data"
+                    " bound b only by those intervals (evaluate more often for a CI)"}
+        rows.append(row)
     table = pd.DataFrame(rows).assign(condition=lambda t: condition_labels(t, conditions))
     for row in table[table["status"] == "ok"].itertuples(index=False):
         normalising = sorted(set(row.optimizer.split(", ")) - set(GRADIENT_SCALE_OPTIMIZERS))
