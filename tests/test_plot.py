@@ -70,7 +70,7 @@ def test_phase_diagram_and_collapse_name_the_verdict_on_c(rng, tmp_path):
     law = boundary_law(boundary)
     figure = plot_phase_diagram(boundary, law)
     assert_png(figure, tmp_path, "phase")
-    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    legend = [" ".join(t.get_text().split()) for t in figure.axes[0].get_legend().get_texts()]
     assert any("c = " in text and ("CI contains 2.7482" in text or "CI excludes 2.7482" in text)
                for text in legend)
     assert_png(plot_collapse(collapse(runs), law), tmp_path, "collapse")

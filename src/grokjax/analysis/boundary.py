@@ -88,7 +88,11 @@ def _boundary_estimate(cells: tuple[tuple[float, int, int], ...],
         return status("outside grid", f"the fitted p* ≈ {np.exp(fit.centre):.3g} lies outside the"
                                       f" sampled range [{p[0]:.4g}, {p[-1]:.4g}]; extend the grid")
     z = distributions.norm.ppf(0.5 + level / 2)
-    row |= {"p_star": np.exp(fit.centre), "p_star_lo": np.exp(fit.lo), "p_star_hi": np.exp(fit.hi),
+    # A train fraction above 1 is no split: a closed interval's top stops there (its width, the
+    # standard error the laws weigh by, stays the likelihood's); an open one stays inf.
+    hi = np.exp(fit.hi)
+    row |= {"p_star": np.exp(fit.centre), "p_star_lo": np.exp(fit.lo),
+            "p_star_hi": min(hi, 1.0) if np.isfinite(hi) else hi,
             "log_p_star_se": (fit.hi - fit.lo) / (2 * z), "width": fit.width}
     open_ends = [side for side, end in (("below", fit.lo), ("above", fit.hi)) if np.isinf(end)]
     if open_ends:
