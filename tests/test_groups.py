@@ -306,15 +306,21 @@ def test_group_keeps_its_positional_construction_and_cache():
     assert parse_group("s4").irrep_degrees == parse_group("S4").irrep_degrees
 
 
-def test_irrep_sweep_spans_largest_degrees_1_to_6():
-    """sweeps/irrep.toml's groups and the largest irrep degree d_k each contributes."""
+def test_the_irrep_sweep_separates_complex_degree_from_real_dimension():
+    """sweeps/irrep.toml (CPU scale): groups of similar order, at a width K at or above every
+    group's Theorem 3 width, whose largest irreps separate d_k from d_R: pairs with the same
+    complex degrees and other real dimensions, and d_R from 2 to 6."""
     sweep = load_sweep(Path(__file__).parents[1] / "sweeps" / "irrep.toml")
-    groups = [group for grid in sweep.grids for group in grid["group"]]
-    degrees = {group: parse_group(group).max_irrep_degree for group in groups}
-    assert degrees == {"23": 1, "dihedral24": 2, "semidirect:7:3:2": 3, "A4": 3, "S4": 3,
-                       "semidirect:5:4:2": 4, "semidirect:13:4:5": 4, "A5": 5,
-                       "semidirect:7:6:3": 6}
-    assert all(12 <= parse_group(group).order <= 60 for group in groups)  # similar orders
+    groups = {group: parse_group(group) for grid in sweep.grids for group in grid["group"]}
+    facts = {name: group.irrep_facts for name, group in groups.items()}
+    assert all(18 <= group.order <= 24 for group in groups.values())
+    assert max(f.theorem3_width for f in facts.values()) <= sweep.fixed["K"]
+    for order in (20, 24):  # same complex degrees, real vs quaternionic irreps
+        dihedral, dicyclic = facts[f"dihedral{order}"], facts[f"dicyclic{order}"]
+        assert groups[f"dihedral{order}"].irrep_degrees == groups[f"dicyclic{order}"].irrep_degrees
+        assert (dihedral.max_real_dim, dicyclic.max_real_dim) == (2, 4)
+    assert {f.max_real_dim for f in facts.values()} == {2, 3, 4, 6}
+    assert {f.max_degree for f in facts.values()} == {1, 2, 3}
 
 
 def test_special_linear_group_is_the_matrices_of_determinant_one():
