@@ -84,8 +84,10 @@ def _boundary_marks(ax, boundary: FitResult | None, panel: pd.DataFrame, keys: l
     drawn = False
     for estimate in estimates.itertuples(index=False):
         row = rows.index(getattr(estimate, row_field)) if row_field else 0
-        x, lo, hi = np.interp(np.log([estimate.p_star, estimate.p_star_lo, estimate.p_star_hi]),
-                              log_p, np.arange(len(fractions)))
+        # An interval end the data leave open (0 or inf) runs to the map's edge.
+        ends = np.clip([estimate.p_star, estimate.p_star_lo, estimate.p_star_hi],
+                       fractions.min(), fractions.max())
+        x, lo, hi = np.interp(np.log(ends), log_p, np.arange(len(fractions)))
         ax.errorbar(x, row - 0.22, xerr=[[x - lo], [hi - x]], fmt="o", color="black",
                     mfc="white", ms=6, capsize=3)  # below the row's centre, clear of its counts
         drawn = True
