@@ -123,7 +123,7 @@ def generalization_boundary(runs: pd.DataFrame, level: float = 0.95,
         return early
     usable, excluded = split_usable(runs)
     conditions = [] if within else varying_config(usable, exclude=("group", "train_fraction"))
-    keys = [within or "", *conditions, "group"][not within:]
+    keys = [within, "group"] if within else [*conditions, "group"]
     cells = (usable.assign(generalized=usable["generalized"].astype(bool))
              .groupby([*keys, "train_fraction"], dropna=False, sort=True)
              .agg(M=("M", "first"), n=("generalized", "size"),
@@ -206,11 +206,11 @@ def _law_estimate(M, log_p_star, se, families, level: float,
     ones = np.ones_like(log_M)
     log_c = log_p_star - log_ln_M + log_M
     fit = _random_effects(log_c, se, [ones], level)
-    weight = 1 / se**2
-    misfit = float(weight @ (log_c - np.average(log_c, weights=weight)) ** 2)  # Cochran's Q
+    # Cochran's Q per degree of freedom: the groups' reduced chi² about one c, no scatter.
+    chi2_dof = stats.weighted_least_squares(ones[:, None], log_c, 1 / se**2, level)[3]
     row |= {"c": np.exp(fit.coef[0]), "c_lo": np.exp(fit.lo[0]), "c_hi": np.exp(fit.hi[0]),
-            "c_tau": fit.tau, "c_chi2_dof": misfit / (len(M) - 1),
-            "c_misfit_p": float(distributions.chi2.sf(misfit, len(M) - 1))}
+            "c_tau": fit.tau, "c_chi2_dof": chi2_dof,
+            "c_misfit_p": float(distributions.chi2.sf(chi2_dof * (len(M) - 1), len(M) - 1))}
     notes = []
     centre = float(np.exp(log_M.mean()))
     # p* = a·M^-b·ln M with log M centred: the intercept is log c at M_centre, b free; p* ∝ M^-b,
@@ -241,12 +241,12 @@ def _budget_moves(result: pd.DataFrame, table: pd.DataFrame, level: float) -> di
     {condition: why its laws are no test} (a boundary measured with too few steps sits high)."""
     if "steps" not in table or table["steps"].nunique() < 2:
         return {}
-    others = [c for c in varying_config(table, exclude=("group", "train_fraction", "steps"))]
-    steps = table.drop_duplicates("condition").set_index("condition")
+    others = varying_config(table, exclude=("group", "train_fraction", "steps"))
+    by_condition = table.drop_duplicates("condition").set_index("condition")
     z = distributions.norm.ppf(0.5 + level / 2)
     ok = result[result["status"] == "ok"].assign(
-        steps=lambda f: f["condition"].map(steps["steps"]),
-        key=lambda f: f["condition"].map(steps[others].astype(str).agg("|".join, axis=1))
+        steps=lambda f: f["condition"].map(by_condition["steps"]),
+        key=lambda f: f["condition"].map(by_condition[others].astype(str).agg("|".join, axis=1))
         if others else "", log_c=lambda f: np.log(f["c"]),
         se=lambda f: np.log(f["c_hi"] / f["c_lo"]) / (2 * z))
     why = {}
